@@ -1,0 +1,50 @@
+# Every target creates or reuses .venv by itself: on a fresh machine `make demo` and `make test`
+# are the only set-up. The venv is rebuilt when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export XT_HOME ?= $(CURDIR)/.xero_tableau
+
+.PHONY: demo dev test lint typecheck defs pytest bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## The whole sync on the built-in sandbox.
+demo: venv
+	$(BIN)/xero-tableau demo
+
+## dagster dev on the sandbox (UI on http://127.0.0.1:3000).
+dev: venv
+	$(BIN)/xero-tableau dev
+
+## Everything CI checks: lint, format, types, definitions, the dagster CLI, the tests.
+test: venv lint typecheck defs pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/pyright
+
+defs: venv
+	cd $(CURDIR) && $(BIN)/dg check defs
+	$(BIN)/dagster definitions validate -m xero_tableau.definitions
+	$(BIN)/xero-tableau ci-materialize
+
+pytest: venv
+	$(BIN)/pytest -q
+
+## Benchmarks: each prints a table and, last, one JSON line of figures.
+bench: venv
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,375 @@
+"""The ``xero-tableau`` command.
+
+- ``sandbox``         serve the emulated Xero on loopback and print its URLs and demo credentials
+- ``connect``         OAuth2 consent (or a custom connection), store tokens, register tenants
+- ``demo``            everything on the built-in sandbox, end to end
+- ``dev``             the sandbox plus ``dagster dev`` on it
+- ``ci-materialize``  the dagster CLI as CI runs it: one sandbox partition through
+                      ``dagster asset materialize``
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+import webbrowser
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from xero_tableau.settings import ConfigError, Settings
+from xero_tableau.store import db
+from xero_tableau.store.crypto import EncryptionKeyError, load_fernet
+from xero_tableau.store.tenants import KnownTenant, record_connections
+from xero_tableau.store.tokens import TokenStore
+from xero_tableau.xero.api import XeroApi
+from xero_tableau.xero.consent import run_consent
+from xero_tableau.xero.errors import XeroError
+from xero_tableau.xero.oauth import OAuthSettings, XeroOAuth
+from xero_tableau.xero.session import XeroSession
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+DAGSTER_YAML = """\
+# The embedded default instance: SQLite under DAGSTER_HOME (made by xero-tableau).
+telemetry:
+  enabled: false
+"""
+
+
+def _say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+# --- connect -----------------------------------------------------------------------------------
+
+
+def _oauth(settings: Settings) -> XeroOAuth:
+    settings.require_xero_app()
+    return XeroOAuth(
+        OAuthSettings(
+            client_id=settings.xero_client_id or "",
+            client_secret=settings.xero_client_secret or "",
+            identity_base=settings.xero_identity_base,
+            login_base=settings.xero_login_base,
+            redirect_uri=settings.xero_redirect_uri,
+            scopes=settings.xero_scopes,
+        )
+    )
+
+
+def connect(settings: Settings, *, open_browser: bool = True, follow_with_http: bool = False):
+    """Consent (or custom connection), store the tokens encrypted, register the tenants."""
+    oauth = _oauth(settings)
+    engine = db.connect(settings.database_url)
+    store = TokenStore(engine, load_fernet(settings.encryption_key, settings.key_file))
+    session = XeroSession(oauth, store, auth_mode=settings.xero_auth_mode)
+    if settings.xero_auth_mode == "authorization_code":
+        url, state = oauth.authorize_url()
+        _say("Open this URL to let xero-tableau read your Xero organisations:")
+        _say(f"  {url}")
+
+        def follow(target: str) -> None:
+            # The sandbox's consent page answers at once with a redirect to our callback.
+            httpx.get(target, follow_redirects=True, timeout=30)
+
+        opener = follow if follow_with_http else (webbrowser.open if open_browser else None)
+        code = run_consent(url, state, settings.xero_redirect_uri, open_url=opener)
+        session.connect_with_code(code)
+    else:
+        session.access_token()  # client_credentials: fetch and store the first token
+    api = XeroApi(settings.xero_api_base, session.access_token)
+    tenants = api.connections()
+    known = record_connections(
+        engine, ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants)
+    )
+    _say(f"Connected: {len(tenants)} organisation(s); tokens stored encrypted in the state DB.")
+    for tenant in known:
+        _say(f"  {tenant.tenant_id}  {tenant.name}{'' if tenant.active else '  (disconnected)'}")
+    return session, api, [t for t in known if t.active]
+
+
+def register_partitions(tenants: Sequence[KnownTenant]) -> None:
+    """Add the tenants as ``xero_tenants`` partitions of the instance at DAGSTER_HOME."""
+    import dagster as dg
+
+    from xero_tableau.defs.partitions import XERO_TENANTS
+
+    instance = dg.DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions(XERO_TENANTS))
+    new = [t.tenant_id for t in tenants if t.tenant_id not in known]
+    if new:
+        instance.add_dynamic_partitions(XERO_TENANTS, new)
+
+
+# --- the sandbox -------------------------------------------------------------------------------
+
+
+def _start_sandbox(args: argparse.Namespace):
+    from xero_tableau.sandbox.generator import GeneratorConfig
+    from xero_tableau.sandbox.server import start_xero_sandbox
+    from xero_tableau.sandbox.xero_app import XeroSandboxConfig
+
+    started = time.monotonic()
+    running = start_xero_sandbox(
+        XeroSandboxConfig(clock_speed=args.clock_speed, seed=args.seed),
+        GeneratorConfig(seed=args.seed, tenants=args.tenants, invoice_lines=args.invoice_lines),
+        port=args.xero_port,
+    )
+    counts = running.sandbox.dataset.invoice_line_count()
+    _say(
+        f"Xero sandbox up at {running.base_url}: {len(running.sandbox.dataset.tenants)} "
+        f"organisations, {counts:,} invoice lines (built in {time.monotonic() - started:.1f}s)"
+    )
+    return running
+
+
+def prepare_dagster_home(path: Path) -> None:
+    """Create DAGSTER_HOME with a dagster.yaml for the embedded SQLite instance."""
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+
+
+def sandbox_env(base_url: str, home: Path) -> dict[str, str]:
+    """The environment that points every part of the project at a running sandbox."""
+    from xero_tableau.sandbox.credentials import (
+        DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET,
+        DEMO_REDIRECT_URI,
+        DEMO_WEBHOOK_KEY,
+        READ_SCOPES,
+    )
+
+    return {
+        "XT_HOME": str(home),
+        "XERO_CLIENT_ID": DEMO_CLIENT_ID,
+        "XERO_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+        "XERO_AUTH_MODE": "authorization_code",
+        "XERO_SCOPES": READ_SCOPES,
+        "XERO_REDIRECT_URI": DEMO_REDIRECT_URI,
+        "XERO_WEBHOOK_KEY": DEMO_WEBHOOK_KEY,
+        "XERO_API_BASE": base_url,
+        "XERO_IDENTITY_BASE": base_url,
+        "XERO_LOGIN_BASE": base_url,
+        "DAGSTER_HOME": str(home / "dagster"),
+    }
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from xero_tableau.sandbox.credentials import (
+        DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET,
+        DEMO_CUSTOM_CLIENT_ID,
+        DEMO_CUSTOM_CLIENT_SECRET,
+        DEMO_REDIRECT_URI,
+        DEMO_WEBHOOK_KEY,
+    )
+
+    running = _start_sandbox(args)
+    base = running.base_url
+    _say(
+        "\n".join(
+            (
+                "",
+                f"  Xero API base       {base}      (accounting: {base}/api.xro/2.0)",
+                f"  Xero identity base  {base}      (token: {base}/connect/token)",
+                f"  Xero login base     {base}      (consent: {base}/identity/connect/authorize)",
+                f"  Admin API           {base}/sandbox/admin/state",
+                f"  Client id           {DEMO_CLIENT_ID}",
+                f"  Client secret       {DEMO_CLIENT_SECRET}",
+                f"  Redirect URI        {DEMO_REDIRECT_URI}",
+                f"  Custom connection   {DEMO_CUSTOM_CLIENT_ID} / {DEMO_CUSTOM_CLIENT_SECRET}",
+                f"  Webhook key         {DEMO_WEBHOOK_KEY}",
+                "",
+                "Point the project at it:",
+                f"  export XERO_API_BASE={base} XERO_IDENTITY_BASE={base} XERO_LOGIN_BASE={base}",
+                f"  export XERO_CLIENT_ID={DEMO_CLIENT_ID} XERO_CLIENT_SECRET={DEMO_CLIENT_SECRET}",
+                "Ctrl-C stops the sandbox.",
+            )
+        )
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        _say("stopping the sandbox")
+    finally:
+        running.stop()
+    return 0
+
+
+def _demo_home() -> Path:
+    return Settings.from_env().home / "sandbox-demo"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The sandbox, the consent, one real extraction per tenant and a real Dagster run."""
+    import dagster as dg
+
+    from xero_tableau.defs.reference_assets import organisation
+    from xero_tableau.defs.resources import XeroResource
+
+    home = _demo_home()
+    _say(f"xero-tableau demo: state, lake and Dagster instance under {home}")
+    running = _start_sandbox(args)
+    try:
+        os.environ.update(sandbox_env(running.base_url, home))
+        prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
+        settings = Settings.from_env()
+        _session, api, tenants = connect(settings, follow_with_http=True)
+        _say("\nExtraction (one paged call per tenant, pageSize 1000):")
+        for tenant in tenants:
+            page = api.get_page("Invoices", tenant.tenant_id, page=1, page_size=1000)
+            _say(
+                f"  {tenant.name:<28} invoices+bills {page.item_count:>7,}  first page "
+                f"{len(page.items):>4}  day budget left {page.headers.get('x-daylimit-remaining')}"
+            )
+        register_partitions(tenants)
+        _say("\nDagster run: xero/raw/organisation for every tenant")
+        instance = dg.DagsterInstance.get()
+        for tenant in tenants:
+            result = dg.materialize(
+                [organisation],
+                instance=instance,
+                partition_key=tenant.tenant_id,
+                run_config=QUIET_RUN_CONFIG,
+                resources={
+                    "xero": XeroResource(
+                        client_id=settings.xero_client_id or "",
+                        client_secret=settings.xero_client_secret or "",
+                    )
+                },
+            )
+            event = result.get_asset_materialization_events()[0]
+            meta = event.materialization.metadata
+            _say(
+                f"  run {result.run_id[:8]} {'ok' if result.success else 'FAILED'}: "
+                f"{meta['name'].value} ({meta['base_currency'].value}, {meta['timezone'].value})"
+            )
+        _say(f"\nLake: {settings.lake_dir}")
+        _say(f"Sandbox calls served: {running.sandbox.total_calls()}")
+    finally:
+        running.stop()
+    return 0
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    _session, _api, tenants = connect(settings, open_browser=not args.no_browser)
+    if os.environ.get("DAGSTER_HOME"):
+        register_partitions(tenants)
+        _say("Tenants registered as xero_tenants partitions of the Dagster instance.")
+    return 0
+
+
+def cmd_ci_materialize(args: argparse.Namespace) -> int:
+    """`dagster asset materialize` of one sandbox partition, as a CI user runs the dagster CLI."""
+    home = Path(args.home).resolve() if args.home else _demo_home().with_name("ci-materialize")
+    if home.exists():
+        shutil.rmtree(home)
+    args.tenants, args.invoice_lines = 1, 200
+    running = _start_sandbox(args)
+    try:
+        env = {**os.environ, **sandbox_env(running.base_url, home)}
+        os.environ.update(env)
+        prepare_dagster_home(Path(env["DAGSTER_HOME"]))
+        _session, _api, tenants = connect(Settings.from_env(), follow_with_http=True)
+        register_partitions(tenants)
+        tenant = tenants[0].tenant_id
+        command = [
+            str(Path(sys.executable).with_name("dagster")),
+            "asset",
+            "materialize",
+            "-m",
+            "xero_tableau.definitions",
+            "--select",
+            "xero/raw/organisation",
+            "--partition",
+            tenant,
+        ]
+        _say("$ " + " ".join(command))
+        status = subprocess.run(command, env=env, check=False).returncode
+        written = Path(env["XT_HOME"]) / "lake" / f"tenant={tenant}" / "organisation"
+        if status != 0 or not (written / "organisation.json").exists():
+            _say(f"ci-materialize FAILED (exit {status}, nothing at {written})")
+            return 1
+        _say(f"ci-materialize ok: {written / 'organisation.json'}")
+        return 0
+    finally:
+        running.stop()
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    home = _demo_home()
+    running = _start_sandbox(args)
+    try:
+        env = {**os.environ, **sandbox_env(running.base_url, home)}
+        os.environ.update(env)
+        prepare_dagster_home(Path(env["DAGSTER_HOME"]))
+        _session, _api, tenants = connect(Settings.from_env(), follow_with_http=True)
+        register_partitions(tenants)
+        command = [str(Path(sys.executable).with_name("dagster")), "dev", "-m"]
+        command += ["xero_tableau.definitions", "-h", "127.0.0.1", "-p", str(args.port)]
+        _say("$ " + " ".join(command))
+        return subprocess.run(command, env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        running.stop()
+
+
+def _sandbox_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--xero-port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--tenants", type=int, default=2, help="organisations (default 2)")
+    parser.add_argument(
+        "--invoice-lines", type=int, default=4000, help="invoice lines per organisation"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="data generator seed")
+    parser.add_argument(
+        "--clock-speed",
+        type=float,
+        default=1.0,
+        help="sandbox clock speed: 60 makes a rate-limit minute last one second (default 1)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xero-tableau", description="Keeps Tableau live on Xero data."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("sandbox", help="serve the Xero emulator on loopback")
+    _sandbox_options(p)
+    p.set_defaults(func=cmd_sandbox)
+    p = sub.add_parser("demo", help="everything on the built-in sandbox")
+    _sandbox_options(p)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("dev", help="the sandbox plus dagster dev")
+    _sandbox_options(p)
+    p.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    p.set_defaults(func=cmd_dev)
+    p = sub.add_parser("connect", help="authorise the app in Xero and register tenants")
+    p.add_argument("--no-browser", action="store_true", help="only print the consent URL")
+    p.set_defaults(func=cmd_connect)
+    p = sub.add_parser("ci-materialize", help="dagster asset materialize of a sandbox partition")
+    _sandbox_options(p)
+    p.add_argument("--home", help="XT_HOME to use (default: a fresh folder under XT_HOME)")
+    p.set_defaults(func=cmd_ci_materialize)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, EncryptionKeyError, XeroError) as exc:
+        print(f"xero-tableau: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

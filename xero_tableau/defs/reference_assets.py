@@ -1,0 +1,34 @@
+"""Snapshot assets of Xero's small reference entities, one partition per tenant."""
+
+import dagster as dg
+
+from xero_tableau.defs.partitions import xero_tenants
+from xero_tableau.defs.resources import XeroResource
+from xero_tableau.store.lake import tenant_dir, write_json
+
+
+@dg.asset(
+    key=["xero", "raw", "organisation"],
+    group_name="xero_raw",
+    kinds={"xero", "json"},
+    partitions_def=xero_tenants,
+    description="The organisation record (name, base currency, timezone) of each tenant.",
+)
+def organisation(context: dg.AssetExecutionContext, xero: XeroResource) -> dg.MaterializeResult:
+    tenant_id = context.partition_key
+    with xero.api() as api:
+        response = api.get("Organisation", tenant_id)
+    body = response.json()
+    record = body["Organisations"][0]
+    path = tenant_dir(xero.lake_dir(), tenant_id) / "organisation" / "organisation.json"
+    write_json(path, record)
+    return dg.MaterializeResult(
+        metadata={
+            "name": record.get("Name", ""),
+            "base_currency": record.get("BaseCurrency", ""),
+            "timezone": record.get("Timezone", ""),
+            "path": dg.MetadataValue.path(str(path)),
+            "xero/day_limit_remaining": int(response.headers.get("X-DayLimit-Remaining", -1)),
+            "dagster/row_count": 1,
+        }
+    )

@@ -1,0 +1,38 @@
+"""Keeps the ``xero_tenants`` partitions in step with Xero's /connections."""
+
+import dagster as dg
+
+from xero_tableau.defs.partitions import XERO_TENANTS, xero_tenants
+from xero_tableau.defs.resources import XeroResource
+from xero_tableau.store import db
+from xero_tableau.store.tenants import record_connections
+from xero_tableau.xero.errors import XeroError
+
+
+@dg.sensor(
+    name="xero_tenants_sensor",
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds a partition for every organisation connected in Xero; a disconnected one "
+    "is marked inactive in the state DB and its partition kept, so its history stays.",
+)
+def xero_tenants_sensor(
+    context: dg.SensorEvaluationContext, xero: XeroResource
+) -> dg.SensorResult | dg.SkipReason:
+    try:
+        with xero.api() as api:
+            tenants = api.connections()
+    except XeroError as exc:
+        return dg.SkipReason(f"cannot list Xero connections: {exc}")
+    engine = db.connect(xero.settings().database_url)
+    try:
+        record_connections(
+            engine, ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants)
+        )
+    finally:
+        engine.dispose()
+    known = set(context.instance.get_dynamic_partitions(XERO_TENANTS))
+    new = sorted(t.tenant_id for t in tenants if t.tenant_id not in known)
+    if not new:
+        return dg.SkipReason(f"{len(tenants)} tenant(s) connected, none new")
+    return dg.SensorResult(dynamic_partitions_requests=[xero_tenants.build_add_request(new)])

@@ -1,0 +1,491 @@
+"""The sandbox's admin API: change Xero's data the way a bookkeeper would, and steer the emulator.
+
+Writes behave as Xero's do: they bump ``UpdatedDateUTC`` and fire webhooks only where Xero has them
+(INVOICE, CREDITNOTE, CONTACT; CREATE or UPDATE, never DELETE: a void or delete is an UPDATE), with
+one exception kept on purpose: editing a line's account code changes the record silently, with no
+new ``UpdatedDateUTC`` and no webhook, as real Xero does (reference/peers.md, Fivetran's note).
+
+Routes (JSON in, JSON out; loopback only, no auth):
+- ``GET    /sandbox/admin/state``
+- ``POST   /sandbox/admin/clock/advance``            {"seconds": 3600}
+- ``POST   /sandbox/admin/faults``                   {"error_rate": .., "fail_next": [503], ...}
+- ``GET|POST /sandbox/admin/webhooks``               {"url": "...", "key": "..."} subscribes
+- ``POST   /sandbox/admin/webhooks/{id}/verify``     re-runs intent to receive (and re-enables)
+- ``POST   /sandbox/admin/tenants/{t}/{Endpoint}``   create a record
+- ``PATCH  /sandbox/admin/tenants/{t}/{Endpoint}/{id}``  update fields (lines replace lines)
+- ``POST   /sandbox/admin/tenants/{t}/{Endpoint}/{id}/void``   (and ``/delete``)
+- ``POST   /sandbox/admin/tenants/{t}/Invoices/{id}/payments``  {"Amount": 10.5}
+- ``POST   /sandbox/admin/tenants/{t}/{Endpoint}/{id}/lines/{line}/account-code``  {"AccountCode"}
+- ``POST   /sandbox/admin/tenants/{t}/disconnect``   the organisation revokes the app
+"""
+
+import uuid
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY
+from xero_tableau.sandbox.dataset import (
+    ENTITIES,
+    TenantData,
+    date_string,
+    day_ms,
+    ms_date,
+    parse_ms_date,
+    utc_string,
+)
+
+if TYPE_CHECKING:
+    from xero_tableau.sandbox.xero_app import XeroSandbox
+
+CENT = Decimal("0.01")
+_LINED = {"Invoices", "CreditNotes", "BankTransactions", "PurchaseOrders"}
+_UTC_STRING = {"Invoices", "CreditNotes", "Payments"}  # endpoints that carry UpdatedDateUTCString
+
+
+class AdminError(ValueError):
+    """A write Xero would refuse (400 with the reason)."""
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value)).quantize(CENT, ROUND_HALF_UP)
+
+
+def _num(value: Decimal) -> float:
+    return float(value)
+
+
+class SandboxWriter:
+    """Applies writes to one sandbox, keeping records consistent and firing webhooks."""
+
+    def __init__(self, sandbox: "XeroSandbox") -> None:
+        self.sandbox = sandbox
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def tenant(self, tenant_id: str) -> TenantData:
+        tenant = self.sandbox.dataset.tenant(tenant_id.lower())
+        if tenant is None:
+            raise KeyError(f"no tenant {tenant_id}")
+        return tenant
+
+    def _stamp(self, tenant: TenantData, endpoint: str, record: dict) -> None:
+        """A new UpdatedDateUTC, strictly after the record's previous one."""
+        now = self.sandbox.clock.now_ms()
+        previous = record.get("UpdatedDateUTC")
+        if previous:
+            now = max(now, parse_ms_date(previous) + 1)
+        record["UpdatedDateUTC"] = ms_date(now)
+        if endpoint in _UTC_STRING:
+            record["UpdatedDateUTCString"] = utc_string(now)
+
+    def _notify(self, tenant: TenantData, endpoint: str, record: dict, event_type: str) -> None:
+        category = ENTITIES[endpoint].webhook_category
+        if category is None:
+            return  # Xero has no webhook for this entity: pollers must find the change
+        data = None
+        if category == "CREDITNOTE":
+            data = {"Type": record.get("Type"), "Status": record.get("Status")}
+        record_id = str(record[ENTITIES[endpoint].id_field])
+        self.sandbox.webhooks.emit(tenant.tenant_id, category, event_type, record_id, data=data)
+
+    def _save(self, tenant: TenantData, endpoint: str, record: dict, event_type: str) -> dict:
+        self._stamp(tenant, endpoint, record)
+        tenant.put(endpoint, record)
+        self._notify(tenant, endpoint, record, event_type)
+        return record
+
+    def _record(self, tenant: TenantData, endpoint: str, record_id: str) -> dict:
+        if endpoint not in ENTITIES:
+            raise KeyError(f"no endpoint {endpoint}")
+        record = tenant.get(endpoint, record_id)
+        if record is None:
+            raise KeyError(f"no {endpoint} record {record_id}")
+        return record
+
+    def _tax_rate(self, tenant: TenantData, tax_type: str | None) -> Decimal:
+        rate = tenant.get("TaxRates", tax_type or "")
+        if rate is None:
+            return Decimal(0)
+        return Decimal(str(rate.get("EffectiveRate", rate.get("DisplayTaxRate", 0)))) / 100
+
+    def _resolve_tracking(self, tenant: TenantData, tracking: list[dict]) -> list[dict]:
+        out = []
+        for element in tracking:
+            match = None
+            for category in tenant.collections["TrackingCategories"].values():
+                for option in category.get("Options", []):
+                    by_id = element.get("TrackingOptionID") == option["TrackingOptionID"]
+                    by_name = (
+                        element.get("Name") == category["Name"]
+                        and element.get("Option") == option["Name"]
+                    )
+                    if by_id or by_name:
+                        match = (category, option)
+            if match is None:
+                raise AdminError(f"unknown tracking option {element}")
+            category, option = match
+            out.append(
+                {
+                    "TrackingCategoryID": category["TrackingCategoryID"],
+                    "TrackingOptionID": option["TrackingOptionID"],
+                    "Name": category["Name"],
+                    "Option": option["Name"],
+                }
+            )
+        return out
+
+    def _account_codes(self, tenant: TenantData) -> set[str]:
+        return {a["Code"] for a in tenant.collections["Accounts"].values() if a.get("Code")}
+
+    def _price_lines(self, tenant: TenantData, record: dict) -> None:
+        """Fill LineAmount/TaxAmount per line and the document totals, as Xero computes them."""
+        kind = record.setdefault("LineAmountTypes", "Exclusive")
+        codes = self._account_codes(tenant)
+        subtotal = tax_total = gross = Decimal(0)
+        for line in record.get("LineItems", []):
+            line.setdefault("LineItemID", str(uuid.uuid4()))
+            if line.get("AccountCode") and line["AccountCode"] not in codes:
+                raise AdminError(f"Account code '{line['AccountCode']}' is not a valid code")
+            quantity = Decimal(str(line.get("Quantity", 1)))
+            unit = Decimal(str(line.get("UnitAmount", 0)))
+            amount = _money(line["LineAmount"]) if "LineAmount" in line else _money(quantity * unit)
+            rate = Decimal(0) if kind == "NoTax" else self._tax_rate(tenant, line.get("TaxType"))
+            if kind == "Inclusive":
+                tax = _money(amount - amount / (1 + rate))
+                subtotal += amount - tax
+                gross += amount
+            else:
+                tax = _money(amount * rate)
+                subtotal += amount
+                gross += amount + tax
+            tax_total += tax
+            line["Quantity"] = float(quantity)
+            line["UnitAmount"] = float(unit)
+            line["LineAmount"] = _num(amount)
+            line["TaxAmount"] = _num(tax)
+            line["Tracking"] = self._resolve_tracking(tenant, line.get("Tracking", []))
+        record["SubTotal"] = _num(subtotal)
+        record["TotalTax"] = _num(tax_total)
+        record["Total"] = _num(gross)
+
+    def _settle(self, record: dict) -> None:
+        """AmountDue/AmountPaid and PAID status follow the record's payments."""
+        if "AmountPaid" not in record and record.get("Type") not in ("ACCREC", "ACCPAY"):
+            return
+        total = _money(record.get("Total", 0))
+        paid = sum((_money(p["Amount"]) for p in record.get("Payments", [])), Decimal(0))
+        credited = _money(record.get("AmountCredited", 0))
+        record["AmountPaid"] = _num(paid)
+        record["AmountCredited"] = _num(credited)
+        record["AmountDue"] = _num(total - paid - credited)
+        if record.get("Status") in ("AUTHORISED", "PAID"):
+            record["Status"] = (
+                "PAID" if total - paid - credited <= 0 and total > 0 else "AUTHORISED"
+            )
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def create(self, tenant_id: str, endpoint: str, body: dict) -> dict:
+        tenant = self.tenant(tenant_id)
+        spec = ENTITIES.get(endpoint)
+        if spec is None:
+            raise KeyError(f"no endpoint {endpoint}")
+        record = dict(body)
+        record.setdefault(spec.id_field, str(uuid.uuid4()))
+        if tenant.get(endpoint, record[spec.id_field]) is not None:
+            raise AdminError(f"{spec.id_field} {record[spec.id_field]} already exists")
+        today = self.sandbox.clock.now().date()
+        for key in ("Date", "DueDate", "DeliveryDate"):
+            if key in record and not str(record[key]).startswith("/Date("):
+                day = date.fromisoformat(str(record[key])[:10])
+                record[key] = ms_date(day_ms(day))
+                record[f"{key}String"] = date_string(day)
+        if endpoint in _LINED or endpoint == "ManualJournals":
+            if "Date" not in record:
+                record["Date"] = ms_date(day_ms(today))
+                record["DateString"] = date_string(today)
+        if "Contact" in record:
+            contact = tenant.get("Contacts", record["Contact"].get("ContactID", ""))
+            if contact is None:
+                raise AdminError("unknown contact")
+            record["Contact"] = {"ContactID": contact["ContactID"], "Name": contact["Name"]}
+        if endpoint == "Invoices":
+            record.setdefault("Status", "AUTHORISED")
+            record.setdefault("CurrencyCode", tenant.organisation.get("BaseCurrency"))
+            record.setdefault("CurrencyRate", 1.0)
+            record.setdefault("Payments", [])
+            record.setdefault("AmountCredited", 0.0)
+            if record.get("Type") not in ("ACCREC", "ACCPAY"):
+                raise AdminError("Invoice Type must be ACCREC or ACCPAY")
+            if record["Type"] == "ACCREC" and "InvoiceNumber" not in record:
+                record["InvoiceNumber"] = f"INV-SBX-{len(tenant.collections['Invoices']) + 1:06d}"
+        if endpoint == "Contacts":
+            record.setdefault("ContactStatus", "ACTIVE")
+            if not record.get("Name"):
+                raise AdminError("a contact needs a Name")
+        if endpoint in _LINED:
+            self._price_lines(tenant, record)
+        if endpoint == "ManualJournals":
+            lines = record.get("JournalLines", [])
+            if sum((_money(line["LineAmount"]) for line in lines), Decimal(0)) != 0:
+                raise AdminError("journal lines must balance to zero")
+            for line in lines:
+                line["Tracking"] = self._resolve_tracking(tenant, line.get("Tracking", []))
+        if endpoint == "Invoices":
+            self._settle(record)
+        return self._save(tenant, endpoint, record, "CREATE")
+
+    def update(self, tenant_id: str, endpoint: str, record_id: str, changes: dict) -> dict:
+        tenant = self.tenant(tenant_id)
+        record = self._record(tenant, endpoint, record_id)
+        protected = {ENTITIES[endpoint].id_field, "UpdatedDateUTC", "UpdatedDateUTCString"}
+        if protected & changes.keys():
+            raise AdminError(f"cannot change {sorted(protected & changes.keys())}")
+        if record.get("Status") in ("VOIDED", "DELETED"):
+            raise AdminError(f"a {record['Status']} document cannot be edited")
+        record.update(changes)
+        if endpoint in _LINED and ("LineItems" in changes or "LineAmountTypes" in changes):
+            self._price_lines(tenant, record)
+        if endpoint == "Invoices":
+            self._settle(record)
+        return self._save(tenant, endpoint, record, "UPDATE")
+
+    def void(self, tenant_id: str, endpoint: str, record_id: str) -> dict:
+        tenant = self.tenant(tenant_id)
+        record = self._record(tenant, endpoint, record_id)
+        if endpoint not in ("Invoices", "CreditNotes", "BankTransactions", "ManualJournals"):
+            raise AdminError(f"{endpoint} cannot be voided")
+        status = record.get("Status")
+        if endpoint == "ManualJournals" and status != "POSTED":
+            raise AdminError("only a POSTED manual journal can be voided")
+        if endpoint != "ManualJournals" and status not in ("AUTHORISED", "SUBMITTED"):
+            raise AdminError(f"a {status} document cannot be voided")
+        if record.get("Payments"):
+            raise AdminError("This document cannot be voided as it has payments applied")
+        record["Status"] = "VOIDED"
+        return self._save(tenant, endpoint, record, "UPDATE")
+
+    def delete(self, tenant_id: str, endpoint: str, record_id: str) -> dict:
+        """Soft delete, as Xero does: the record stays readable with Status DELETED."""
+        tenant = self.tenant(tenant_id)
+        record = self._record(tenant, endpoint, record_id)
+        status = record.get("Status")
+        if endpoint in ("Invoices", "CreditNotes", "PurchaseOrders", "ManualJournals"):
+            if status not in ("DRAFT", "SUBMITTED"):
+                raise AdminError(f"a {status} document cannot be deleted; void it instead")
+        elif endpoint == "Payments":
+            self._unapply_payment(tenant, record)
+        elif endpoint != "BankTransactions":
+            raise AdminError(f"{endpoint} cannot be deleted")
+        record["Status"] = "DELETED"
+        return self._save(tenant, endpoint, record, "UPDATE")
+
+    def _unapply_payment(self, tenant: TenantData, payment: dict) -> None:
+        invoice_id = (payment.get("Invoice") or {}).get("InvoiceID")
+        invoice = tenant.get("Invoices", invoice_id or "")
+        if invoice is None:
+            return
+        invoice["Payments"] = [
+            p for p in invoice.get("Payments", []) if p.get("PaymentID") != payment["PaymentID"]
+        ]
+        if invoice.get("Status") == "PAID":
+            invoice["Status"] = "AUTHORISED"
+        self._settle(invoice)
+        self._save(tenant, "Invoices", invoice, "UPDATE")
+
+    def pay(self, tenant_id: str, invoice_id: str, body: dict) -> dict:
+        tenant = self.tenant(tenant_id)
+        invoice = self._record(tenant, "Invoices", invoice_id)
+        if invoice.get("Status") != "AUTHORISED":
+            raise AdminError(f"a {invoice.get('Status')} invoice cannot take a payment")
+        amount = _money(body.get("Amount", invoice.get("AmountDue", 0)))
+        if amount <= 0 or amount > _money(invoice.get("AmountDue", 0)):
+            raise AdminError("payment amount must be positive and at most the amount due")
+        bank = next(
+            (a for a in tenant.collections["Accounts"].values() if a.get("Type") == "BANK"), None
+        )
+        if bank is None:
+            raise AdminError("the organisation has no bank account")
+        day = (
+            date.fromisoformat(body["Date"])
+            if body.get("Date")
+            else self.sandbox.clock.now().date()
+        )
+        rate = invoice.get("CurrencyRate", 1.0)
+        payment = {
+            "PaymentID": str(uuid.uuid4()),
+            "Date": ms_date(day_ms(day)),
+            "Amount": _num(amount),
+            "BankAmount": _num(amount),
+            "CurrencyRate": rate,
+            "Reference": body.get("Reference", ""),
+            "PaymentType": "ACCRECPAYMENT" if invoice["Type"] == "ACCREC" else "ACCPAYPAYMENT",
+            "Status": "AUTHORISED",
+            "IsReconciled": False,
+            "HasAccount": True,
+            "HasValidationErrors": False,
+            "Account": {"AccountID": bank["AccountID"], "Code": bank.get("Code", "")},
+            "Invoice": {
+                "InvoiceID": invoice["InvoiceID"],
+                "InvoiceNumber": invoice.get("InvoiceNumber", ""),
+                "Type": invoice["Type"],
+                "CurrencyCode": invoice.get("CurrencyCode"),
+            },
+        }
+        self._save(tenant, "Payments", payment, "CREATE")
+        invoice.setdefault("Payments", []).append(
+            {
+                "PaymentID": payment["PaymentID"],
+                "Date": payment["Date"],
+                "Amount": payment["Amount"],
+                "CurrencyRate": rate,
+            }
+        )
+        self._settle(invoice)
+        if invoice["Status"] == "PAID":
+            invoice["FullyPaidOnDate"] = payment["Date"]
+        self._save(tenant, "Invoices", invoice, "UPDATE")
+        return payment
+
+    def edit_line_account_code(
+        self, tenant_id: str, endpoint: str, record_id: str, line_id: str, account_code: str
+    ) -> dict:
+        """Change one line's account code the way Xero does: UpdatedDateUTC stays, no webhook."""
+        tenant = self.tenant(tenant_id)
+        record = self._record(tenant, endpoint, record_id)
+        if account_code not in self._account_codes(tenant):
+            raise AdminError(f"Account code '{account_code}' is not a valid code")
+        key = ENTITIES[endpoint].has_lines
+        for line in record.get(key or "", []):
+            if line.get("LineItemID", line.get("JournalLineID")) == line_id:
+                line["AccountCode"] = account_code
+                line.pop("AccountID", None)
+                return record
+        raise KeyError(f"no line {line_id}")
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+def admin_routes(sandbox: "XeroSandbox") -> list[Route]:
+    writer = SandboxWriter(sandbox)
+    prefix = "/sandbox/admin"
+
+    async def body_of(request: Request) -> dict:
+        raw = await request.body()
+        if not raw:
+            return {}
+        data = await request.json()
+        if not isinstance(data, dict):
+            raise AdminError("the body must be a JSON object")
+        return data
+
+    def run(fn: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = await body_of(request)
+                with sandbox.dataset.lock:
+                    result = fn(request.path_params, body)
+            except KeyError as exc:
+                return JSONResponse({"error": str(exc).strip("'\"")}, status_code=404)
+            except (AdminError, ValueError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            if isinstance(result, Response):
+                return result
+            return JSONResponse(result)
+
+        return endpoint
+
+    def state(_p: dict, _b: dict) -> dict:
+        return {
+            "now": sandbox.clock.now().isoformat(),
+            "clock_speed": sandbox.clock.speed,
+            "tenants": {
+                tid: {
+                    "name": t.name,
+                    "counts": {name: t.count(name) for name in ENTITIES},
+                }
+                for tid, t in sandbox.dataset.tenants.items()
+            },
+            "calls": dict(sandbox.calls),
+            "rate_limits": sandbox.limiter.snapshot(),
+            "refused": dict(sandbox.limiter.refused),
+            "token_refreshes": sandbox.identity.refresh_count,
+            "webhooks": [_subscription_json(s) for s in sandbox.webhooks.subscriptions()],
+        }
+
+    def advance(_p: dict, body: dict) -> dict:
+        sandbox.clock.advance(float(body.get("seconds", 0)))
+        return {"now": sandbox.clock.now().isoformat()}
+
+    def faults(_p: dict, body: dict) -> dict:
+        for key, value in body.items():
+            if not hasattr(sandbox.faults, key):
+                raise AdminError(f"unknown fault {key}")
+            setattr(sandbox.faults, key, list(value) if key == "fail_next" else value)
+        return dict(vars(sandbox.faults))
+
+    def webhooks(_p: dict, body: dict) -> Any:
+        if "url" not in body:
+            return [_subscription_json(s) for s in sandbox.webhooks.subscriptions()]
+        sub = sandbox.webhooks.subscribe(body["url"], body.get("key", DEMO_WEBHOOK_KEY))
+        return _subscription_json(sub)
+
+    def verify(p: dict, _b: dict) -> dict:
+        return _subscription_json(sandbox.webhooks.verify(p["sub_id"]))
+
+    def create(p: dict, body: dict) -> dict:
+        return writer.create(p["tenant_id"], p["endpoint"], body)
+
+    def update(p: dict, body: dict) -> dict:
+        return writer.update(p["tenant_id"], p["endpoint"], p["record_id"], body)
+
+    def void(p: dict, _b: dict) -> dict:
+        return writer.void(p["tenant_id"], p["endpoint"], p["record_id"])
+
+    def delete(p: dict, _b: dict) -> dict:
+        return writer.delete(p["tenant_id"], p["endpoint"], p["record_id"])
+
+    def pay(p: dict, body: dict) -> dict:
+        return writer.pay(p["tenant_id"], p["record_id"], body)
+
+    def account_code(p: dict, body: dict) -> dict:
+        return writer.edit_line_account_code(
+            p["tenant_id"], p["endpoint"], p["record_id"], p["line_id"], body["AccountCode"]
+        )
+
+    def disconnect(p: dict, _b: dict) -> dict:
+        return {"grants": sandbox.identity.disconnect_tenant_everywhere(p["tenant_id"].lower())}
+
+    record = prefix + "/tenants/{tenant_id}/{endpoint}/{record_id}"
+    return [
+        Route(prefix + "/state", run(state), methods=["GET"]),
+        Route(prefix + "/clock/advance", run(advance), methods=["POST"]),
+        Route(prefix + "/faults", run(faults), methods=["POST"]),
+        Route(prefix + "/webhooks", run(webhooks), methods=["GET", "POST"]),
+        Route(prefix + "/webhooks/{sub_id}/verify", run(verify), methods=["POST"]),
+        Route(prefix + "/tenants/{tenant_id}/disconnect", run(disconnect), methods=["POST"]),
+        Route(prefix + "/tenants/{tenant_id}/{endpoint}", run(create), methods=["POST"]),
+        Route(record, run(update), methods=["PATCH"]),
+        Route(record + "/void", run(void), methods=["POST"]),
+        Route(record + "/delete", run(delete), methods=["POST"]),
+        Route(
+            prefix + "/tenants/{tenant_id}/Invoices/{record_id}/payments",
+            run(pay),
+            methods=["POST"],
+        ),
+        Route(record + "/lines/{line_id}/account-code", run(account_code), methods=["POST"]),
+    ]
+
+
+def _subscription_json(sub: Any) -> dict:
+    return {
+        "id": sub.id,
+        "url": sub.url,
+        "status": sub.status,
+    }

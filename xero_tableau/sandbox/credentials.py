@@ -1,0 +1,13 @@
+"""The sandbox's fixed demo credentials: printed by `xero-tableau sandbox`, used by `make demo` and
+the tests. They open nothing but the local emulators."""
+
+DEMO_CLIENT_ID = "5A1DB0C5E7D34F0E9C1B2A3D4E5F6A7B"
+DEMO_CLIENT_SECRET = "sandbox-secret-7q3Jk9Vx2mWp4Rt8Ln6Hb1Zc"
+DEMO_CUSTOM_CLIENT_ID = "C0570C0E1F2A4B3C8D9E0F1A2B3C4D5E"
+DEMO_CUSTOM_CLIENT_SECRET = "sandbox-custom-secret-Yw5Tq2Ze8Nr4Ks1M"
+DEMO_WEBHOOK_KEY = "c2FuZGJveC13ZWJob29rLWtleS1mb3IteGVyby10YWJsZWF1LWRlbW8tb25seQ=="
+DEMO_REDIRECT_URI = "http://localhost:8765/callback"
+READ_SCOPES = (
+    "openid profile email offline_access accounting.transactions.read "
+    "accounting.contacts.read accounting.settings.read"
+)

@@ -1,0 +1,232 @@
+"""The sandbox's data: one ``TenantData`` per Xero organisation, records held in Xero's own JSON shape.
+
+Records are stored exactly as the Accounting API returns them (PascalCase keys, ``/Date(ms+0000)/``
+strings, money as JSON numbers with two decimals), so serving a page is a filter, a sort and a
+``json.dumps``. Beside each record the store keeps the two instants the API filters and sorts on
+(UpdatedDateUTC and Date, in epoch milliseconds) so no request has to parse dates.
+
+This module is the contract between the generator (which fills it), the admin API (which writes to
+it) and the HTTP app (which reads it). It implements the server side from Xero's OpenAPI spec and
+never imports the connector's client code.
+"""
+
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """How one Accounting API endpoint behaves."""
+
+    endpoint: str  # URL segment and JSON envelope key, e.g. "Invoices"
+    id_field: str  # e.g. "InvoiceID"
+    paged: bool  # takes page + pageSize (the nine paged endpoints)
+    modified_since: bool  # honours If-Modified-Since
+    webhook_category: str | None = None  # INVOICE / CREDITNOTE / CONTACT, None when Xero has none
+    takes_ids: bool = False  # ?IDs=guid,guid
+    takes_where: bool = True
+    summary_only: bool = False  # ?summaryOnly=true
+    include_archived: bool = False  # archived records hidden unless ?includeArchived=true
+    has_lines: str | None = None  # key of the line array ("LineItems", "JournalLines")
+    default_order: str = ""  # field the API sorts by when no ?order= is given
+
+
+ENTITIES: dict[str, EntitySpec] = {
+    spec.endpoint: spec
+    for spec in (
+        EntitySpec(
+            "Invoices",
+            "InvoiceID",
+            paged=True,
+            modified_since=True,
+            webhook_category="INVOICE",
+            takes_ids=True,
+            summary_only=True,
+            has_lines="LineItems",
+            default_order="UpdatedDateUTC",
+        ),
+        EntitySpec(
+            "CreditNotes",
+            "CreditNoteID",
+            paged=True,
+            modified_since=True,
+            webhook_category="CREDITNOTE",
+            has_lines="LineItems",
+            default_order="UpdatedDateUTC",
+        ),
+        EntitySpec(
+            "Payments",
+            "PaymentID",
+            paged=True,
+            modified_since=True,
+            default_order="UpdatedDateUTC",
+        ),
+        EntitySpec(
+            "BankTransactions",
+            "BankTransactionID",
+            paged=True,
+            modified_since=True,
+            has_lines="LineItems",
+            default_order="UpdatedDateUTC",
+        ),
+        EntitySpec(
+            "ManualJournals",
+            "ManualJournalID",
+            paged=True,
+            modified_since=True,
+            has_lines="JournalLines",
+            default_order="UpdatedDateUTC",
+        ),
+        EntitySpec(
+            "PurchaseOrders",
+            "PurchaseOrderID",
+            paged=True,
+            modified_since=True,
+            takes_where=False,  # the spec gives PurchaseOrders Status/DateFrom/DateTo, no where
+            has_lines="LineItems",
+            default_order="UpdatedDateUTC",
+        ),
+        EntitySpec(
+            "Contacts",
+            "ContactID",
+            paged=True,
+            modified_since=True,
+            webhook_category="CONTACT",
+            takes_ids=True,
+            summary_only=True,
+            include_archived=True,
+            default_order="Name",
+        ),
+        EntitySpec(
+            "Overpayments",
+            "OverpaymentID",
+            paged=True,
+            modified_since=True,
+            has_lines="LineItems",
+            default_order="UpdatedDateUTC",
+        ),
+        EntitySpec(
+            "Prepayments",
+            "PrepaymentID",
+            paged=True,
+            modified_since=True,
+            has_lines="LineItems",
+            default_order="UpdatedDateUTC",
+        ),
+        EntitySpec("Accounts", "AccountID", paged=False, modified_since=True, default_order="Code"),
+        EntitySpec(
+            "TrackingCategories",
+            "TrackingCategoryID",
+            paged=False,
+            modified_since=False,
+            include_archived=True,
+            default_order="Name",
+        ),
+        EntitySpec("TaxRates", "TaxType", paged=False, modified_since=False, default_order="Name"),
+        EntitySpec("Currencies", "Code", paged=False, modified_since=False, default_order="Code"),
+    )
+}
+
+PAGED_ENDPOINTS = frozenset(name for name, spec in ENTITIES.items() if spec.paged)
+
+
+# --- Xero's date forms -------------------------------------------------------------------------
+
+_MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{2,4})?\)/$")
+
+
+def ms_date(ms: int, offset: bool = True) -> str:
+    """Xero's ``/Date(ms+0000)/`` (or ``/Date(ms)/`` without the offset, as the envelope uses)."""
+    return f"/Date({ms}+0000)/" if offset else f"/Date({ms})/"
+
+
+def parse_ms_date(value: str) -> int:
+    """Epoch milliseconds of a ``/Date(...)/`` string; the offset only annotates the instant."""
+    match = _MS_DATE.match(value)
+    if match is None:
+        raise ValueError(f"not a Xero /Date()/ value: {value!r}")
+    return int(match.group(1))
+
+
+def day_ms(day: date) -> int:
+    """Midnight UTC of ``day`` in epoch ms: how Xero encodes date-only fields."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def date_string(day: date) -> str:
+    """The ``DateString`` companion of a date-only field, e.g. ``2019-03-07T00:00:00``."""
+    return f"{day.isoformat()}T00:00:00"
+
+
+def utc_string(ms: int) -> str:
+    """``UpdatedDateUTCString``, e.g. ``2019-03-07T17:59:28Z``."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TenantData:
+    """One Xero organisation: its Organisation record and a collection per endpoint."""
+
+    tenant_id: str
+    name: str
+    organisation: dict
+    short_code: str = ""
+    collections: dict[str, dict[str, dict]] = field(
+        default_factory=lambda: {name: {} for name in ENTITIES}
+    )
+    # endpoint -> record id -> (UpdatedDateUTC ms, Date ms); Date ms is 0 where a record has none
+    instants: dict[str, dict[str, tuple[int, int]]] = field(
+        default_factory=lambda: {name: {} for name in ENTITIES}
+    )
+
+    def put(self, endpoint: str, record: dict) -> None:
+        """Insert or replace a record, keeping the instants index in step."""
+        spec = ENTITIES[endpoint]
+        record_id = str(record[spec.id_field])
+        updated = record.get("UpdatedDateUTC")
+        when = record.get("Date")
+        self.collections[endpoint][record_id] = record
+        self.instants[endpoint][record_id] = (
+            parse_ms_date(updated) if updated else 0,
+            parse_ms_date(when) if when else 0,
+        )
+
+    def get(self, endpoint: str, record_id: str) -> dict | None:
+        return self.collections[endpoint].get(record_id)
+
+    def records(self, endpoint: str) -> Iterator[tuple[dict, int, int]]:
+        """Every record of an endpoint with its (UpdatedDateUTC ms, Date ms)."""
+        instants = self.instants[endpoint]
+        for record_id, record in self.collections[endpoint].items():
+            updated, when = instants[record_id]
+            yield record, updated, when
+
+    def count(self, endpoint: str) -> int:
+        return len(self.collections[endpoint])
+
+
+@dataclass
+class SandboxDataset:
+    """All tenants of the sandbox, with the lock that serialises writes against reads."""
+
+    tenants: dict[str, TenantData] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def add(self, tenant: TenantData) -> None:
+        self.tenants[tenant.tenant_id] = tenant
+
+    def tenant(self, tenant_id: str) -> TenantData | None:
+        return self.tenants.get(tenant_id)
+
+    def invoice_line_count(self) -> int:
+        return sum(
+            len(inv.get("LineItems", ()))
+            for t in self.tenants.values()
+            for inv in t.collections["Invoices"].values()
+        )

@@ -1,0 +1,191 @@
+"""Reading semantics of the Accounting API: ``where``, ``order`` and ``If-Modified-Since``.
+
+``where`` supports the forms connectors use (reference/xero_facts.md §3): comparisons joined by
+``&&`` (and ``AND``) on a field path, with a string, ``GUID("...")``, ``DateTime(y, m, d[, h, mi,
+s])``, a number or a boolean on the right; plus ``Field.Contains("x")`` and ``.StartsWith("x")``.
+Anything else is refused with Xero's ``QueryParseException`` (HTTP 400) rather than guessed at.
+"""
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from xero_tableau.sandbox.dataset import parse_ms_date
+
+# fields whose values are /Date()/ strings; they compare as instants, via the store's index
+INSTANT_FIELDS = {"UpdatedDateUTC": 0, "Date": 1}
+
+
+class QueryError(ValueError):
+    """An unparseable where/order/If-Modified-Since: Xero answers 400 QueryParseException."""
+
+
+Predicate = Callable[[dict, int, int], bool]
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<and>&&|\bAND\b)
+      | (?P<or>\|\||\bOR\b)
+      | (?P<call>(?P<callfield>[A-Za-z_][\w.]*)\.(?P<method>Contains|StartsWith|EndsWith)
+            \(\s*"(?P<callarg>(?:[^"\\]|\\.)*)"\s*\))
+      | (?P<cmp>(?P<field>[A-Za-z_][\w.]*)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>
+            "(?:[^"\\]|\\.)*"
+          | GUID\(\s*"?[0-9a-fA-F-]{36}"?\s*\)
+          | DateTime\(\s*\d{4}\s*(?:,\s*\d{1,2}\s*){2,5}\)
+          | -?\d+(?:\.\d+)?
+          | true|false|null))
+    )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+def _field_value(record: dict, path: str) -> object:
+    value: object = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _parse_value(raw: str) -> tuple[str, object]:
+    """(kind, value): kind is 'str', 'guid', 'instant', 'number', 'bool' or 'null'."""
+    if raw.startswith('"'):
+        return "str", bytes(raw[1:-1], "utf-8").decode("unicode_escape")
+    lower = raw.lower()
+    if lower.startswith("guid("):
+        return "guid", raw[raw.index("(") + 1 : -1].strip().strip('"').lower()
+    if lower.startswith("datetime("):
+        parts = [int(p) for p in raw[raw.index("(") + 1 : -1].split(",")]
+        try:
+            when = datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+        except (TypeError, ValueError) as exc:
+            raise QueryError(f"Invalid DateTime in where clause: {raw}") from exc
+        return "instant", int(when.timestamp() * 1000)
+    if lower in ("true", "false"):
+        return "bool", lower == "true"
+    if lower == "null":
+        return "null", None
+    return "number", float(raw)
+
+
+_OPS: dict[str, Callable[[object, object], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">=": lambda a, b: a is not None and a >= b,  # type: ignore[operator]
+    "<=": lambda a, b: a is not None and a <= b,  # type: ignore[operator]
+    ">": lambda a, b: a is not None and a > b,  # type: ignore[operator]
+    "<": lambda a, b: a is not None and a < b,  # type: ignore[operator]
+}
+
+
+def _comparison(field: str, op: str, raw_value: str) -> Predicate:
+    kind, value = _parse_value(raw_value)
+    compare = _OPS[op]
+    if field in INSTANT_FIELDS:
+        if kind != "instant":
+            raise QueryError(
+                f"Operator '{op}' incompatible with operand types 'DateTime' and {kind}"
+            )
+        slot = INSTANT_FIELDS[field]
+        return lambda _r, upd, when: compare((upd, when)[slot], value)
+    if kind == "guid":
+        return lambda r, _u, _w: compare(str(_field_value(r, field) or "").lower(), value)
+    if kind == "str":
+        return lambda r, _u, _w: compare(_field_value(r, field), value)
+    if kind == "number":
+
+        def numeric(r: dict, _u: int, _w: int) -> bool:
+            got = _field_value(r, field)
+            return isinstance(got, int | float) and compare(float(got), value)
+
+        return numeric
+    return lambda r, _u, _w: compare(_field_value(r, field), value)
+
+
+def _call(field: str, method: str, arg: str) -> Predicate:
+    needle = arg.lower()
+    tests: dict[str, Callable[[str], bool]] = {
+        "contains": lambda s: needle in s,
+        "startswith": lambda s: s.startswith(needle),
+        "endswith": lambda s: s.endswith(needle),
+    }
+    test = tests[method.lower()]
+    return lambda r, _u, _w: test(str(_field_value(r, field) or "").lower())
+
+
+def parse_where(text: str) -> Predicate:
+    """Compile a where clause into a predicate over (record, updated_ms, date_ms)."""
+    clauses: list[Predicate] = []
+    pos = 0
+    expect_term = True
+    text = text.strip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise QueryError(f"Unable to parse where clause near: {text[pos : pos + 40]!r}")
+        pos = match.end()
+        if match.group("or"):
+            raise QueryError("OR is not supported by the sandbox; use explicit parameters")
+        if match.group("and"):
+            if expect_term:
+                raise QueryError(f"Unexpected && in where clause: {text!r}")
+            expect_term = True
+            continue
+        if not expect_term:
+            raise QueryError(f"Missing && between conditions in where clause: {text!r}")
+        if match.group("call"):
+            clauses.append(_call(match["callfield"], match["method"], match["callarg"]))
+        else:
+            clauses.append(_comparison(match["field"], match["op"], match["value"]))
+        expect_term = False
+    if expect_term:
+        raise QueryError(f"Incomplete where clause: {text!r}")
+    return lambda r, u, w: all(clause(r, u, w) for clause in clauses)
+
+
+def parse_order(text: str) -> list[tuple[str, bool]]:
+    """``"UpdatedDateUTC ASC, Date DESC"`` -> [("UpdatedDateUTC", False), ("Date", True)]."""
+    keys: list[tuple[str, bool]] = []
+    for part in text.split(","):
+        words = part.split()
+        if not words:
+            continue
+        if len(words) > 2 or not re.fullmatch(r"[A-Za-z_][\w.]*", words[0]):
+            raise QueryError(f"Invalid order clause: {text!r}")
+        direction = words[1].upper() if len(words) == 2 else "ASC"
+        if direction not in ("ASC", "DESC"):
+            raise QueryError(f"Invalid order direction: {words[1]!r}")
+        keys.append((words[0], direction == "DESC"))
+    return keys
+
+
+def sort_key(field: str) -> Callable[[tuple[dict, int, int]], object]:
+    if field in INSTANT_FIELDS:
+        slot = INSTANT_FIELDS[field] + 1
+        return lambda row: row[slot]
+
+    def key(row: tuple[dict, int, int]) -> object:
+        value = _field_value(row[0], field)
+        if isinstance(value, str) and value.startswith("/Date("):
+            return parse_ms_date(value)
+        return (value is None, value if value is not None else 0)
+
+    return key
+
+
+def parse_if_modified_since(value: str) -> int:
+    """Epoch ms of an If-Modified-Since header: ISO 8601 (offset optional, UTC when absent) or an
+    RFC 1123 HTTP date."""
+    text = value.strip()
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError) as exc:
+            raise QueryError(f"Invalid If-Modified-Since header: {value!r}") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)

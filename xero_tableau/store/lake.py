@@ -1,0 +1,30 @@
+"""The local lake under ``XT_HOME/lake``: files replaced atomically, so a crash mid-write never
+leaves half a partition (write to a temporary name in the same folder, fsync, rename)."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: Any) -> None:
+    atomic_write_bytes(path, json.dumps(payload, indent=1, sort_keys=True).encode())
+
+
+def tenant_dir(lake: Path, tenant_id: str) -> Path:
+    return lake / f"tenant={tenant_id}"
