@@ -21,15 +21,11 @@ from pathlib import Path
 import httpx
 
 from xero_tableau.settings import ConfigError, Settings
-from xero_tableau.store import db
-from xero_tableau.store.crypto import EncryptionKeyError, load_fernet
+from xero_tableau.store.crypto import EncryptionKeyError
 from xero_tableau.store.tenants import KnownTenant, record_connections
-from xero_tableau.store.tokens import TokenStore
-from xero_tableau.xero.api import XeroApi
+from xero_tableau.xero.connection import open_xero
 from xero_tableau.xero.consent import run_consent
 from xero_tableau.xero.errors import XeroError
-from xero_tableau.xero.oauth import OAuthSettings, XeroOAuth
-from xero_tableau.xero.session import XeroSession
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DAGSTER_YAML = """\
@@ -46,49 +42,31 @@ def _say(message: str = "") -> None:
 # --- connect -----------------------------------------------------------------------------------
 
 
-def _oauth(settings: Settings) -> XeroOAuth:
-    settings.require_xero_app()
-    return XeroOAuth(
-        OAuthSettings(
-            client_id=settings.xero_client_id or "",
-            client_secret=settings.xero_client_secret or "",
-            identity_base=settings.xero_identity_base,
-            login_base=settings.xero_login_base,
-            redirect_uri=settings.xero_redirect_uri,
-            scopes=settings.xero_scopes,
-        )
-    )
-
-
-def connect(settings: Settings, *, open_browser: bool = True, follow_with_http: bool = False):
+def connect(
+    settings: Settings, *, open_browser: bool = True, follow_with_http: bool = False
+) -> list[KnownTenant]:
     """Consent (or custom connection), store the tokens encrypted, register the tenants."""
-    oauth = _oauth(settings)
-    engine = db.connect(settings.database_url)
-    store = TokenStore(engine, load_fernet(settings.encryption_key, settings.key_file))
-    session = XeroSession(oauth, store, auth_mode=settings.xero_auth_mode)
-    if settings.xero_auth_mode == "authorization_code":
-        url, state = oauth.authorize_url()
-        _say("Open this URL to let xero-tableau read your Xero organisations:")
-        _say(f"  {url}")
+    with open_xero(settings) as xero:
+        if settings.xero_auth_mode == "authorization_code":
+            url, state = xero.oauth.authorize_url()
+            _say("Open this URL to let xero-tableau read your Xero organisations:")
+            _say(f"  {url}")
 
-        def follow(target: str) -> None:
-            # The sandbox's consent page answers at once with a redirect to our callback.
-            httpx.get(target, follow_redirects=True, timeout=30)
+            def follow(target: str) -> None:
+                # The sandbox's consent page answers at once with a redirect to our callback.
+                httpx.get(target, follow_redirects=True, timeout=30)
 
-        opener = follow if follow_with_http else (webbrowser.open if open_browser else None)
-        code = run_consent(url, state, settings.xero_redirect_uri, open_url=opener)
-        session.connect_with_code(code)
-    else:
-        session.access_token()  # client_credentials: fetch and store the first token
-    api = XeroApi(settings.xero_api_base, session.access_token)
-    tenants = api.connections()
-    known = record_connections(
-        engine, ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants)
-    )
+            opener = follow if follow_with_http else (webbrowser.open if open_browser else None)
+            code = run_consent(url, state, settings.xero_redirect_uri, open_url=opener)
+            xero.session.connect_with_code(code)
+        tenants = xero.client.connections()
+        known = record_connections(
+            xero.engine, ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants)
+        )
     _say(f"Connected: {len(tenants)} organisation(s); tokens stored encrypted in the state DB.")
     for tenant in known:
         _say(f"  {tenant.tenant_id}  {tenant.name}{'' if tenant.active else '  (disconnected)'}")
-    return session, api, [t for t in known if t.active]
+    return [t for t in known if t.active]
 
 
 def register_partitions(tenants: Sequence[KnownTenant]) -> None:
@@ -220,14 +198,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ.update(sandbox_env(running.base_url, home))
         prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
         settings = Settings.from_env()
-        _session, api, tenants = connect(settings, follow_with_http=True)
+        tenants = connect(settings, follow_with_http=True)
         _say("\nExtraction (one paged call per tenant, pageSize 1000):")
-        for tenant in tenants:
-            page = api.get_page("Invoices", tenant.tenant_id, page=1, page_size=1000)
-            _say(
-                f"  {tenant.name:<28} invoices+bills {page.item_count:>7,}  first page "
-                f"{len(page.items):>4}  day budget left {page.headers.get('x-daylimit-remaining')}"
-            )
+        with open_xero(settings) as xero:
+            for tenant in tenants:
+                body = xero.client.get("Invoices", tenant.tenant_id, {"page": 1, "pageSize": 1000})
+                _say(
+                    f"  {tenant.name:<28} invoices+bills {body['pagination']['itemCount']:>7,}  "
+                    f"first page {len(body['Invoices']):>4}  day budget left "
+                    f"{xero.client.stats.day_remaining.get(tenant.tenant_id)}"
+                )
         register_partitions(tenants)
         _say("\nDagster run: xero/raw/organisation for every tenant")
         instance = dg.DagsterInstance.get()
@@ -259,7 +239,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_connect(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    _session, _api, tenants = connect(settings, open_browser=not args.no_browser)
+    tenants = connect(settings, open_browser=not args.no_browser)
     if os.environ.get("DAGSTER_HOME"):
         register_partitions(tenants)
         _say("Tenants registered as xero_tenants partitions of the Dagster instance.")
@@ -277,7 +257,7 @@ def cmd_ci_materialize(args: argparse.Namespace) -> int:
         env = {**os.environ, **sandbox_env(running.base_url, home)}
         os.environ.update(env)
         prepare_dagster_home(Path(env["DAGSTER_HOME"]))
-        _session, _api, tenants = connect(Settings.from_env(), follow_with_http=True)
+        tenants = connect(Settings.from_env(), follow_with_http=True)
         register_partitions(tenants)
         tenant = tenants[0].tenant_id
         command = [
@@ -310,7 +290,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         env = {**os.environ, **sandbox_env(running.base_url, home)}
         os.environ.update(env)
         prepare_dagster_home(Path(env["DAGSTER_HOME"]))
-        _session, _api, tenants = connect(Settings.from_env(), follow_with_http=True)
+        tenants = connect(Settings.from_env(), follow_with_http=True)
         register_partitions(tenants)
         command = [str(Path(sys.executable).with_name("dagster")), "dev", "-m"]
         command += ["xero_tableau.definitions", "-h", "127.0.0.1", "-p", str(args.port)]

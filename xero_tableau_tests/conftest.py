@@ -13,7 +13,7 @@ the emulator and the client are each checked against Xero's documented behaviour
 import base64
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -144,7 +144,7 @@ class XeroConnection:
         self,
         endpoint: str,
         tenant_id: str | None = None,
-        params: dict[str, str | int] | None = None,
+        params: Mapping[str, str | int] | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """GET ``/api.xro/2.0/{endpoint}`` for ``tenant_id`` (the first tenant by default)."""
@@ -157,7 +157,7 @@ class XeroConnection:
         self,
         endpoint: str,
         tenant_id: str | None = None,
-        params: dict[str, str | int] | None = None,
+        params: Mapping[str, str | int] | None = None,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """GET and insist on 200; returns the JSON body."""
@@ -209,9 +209,10 @@ def xero_sandbox() -> Iterator[RunningXeroSandbox]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def xero(http: httpx.Client, xero_sandbox: RunningXeroSandbox) -> XeroConnection:
-    """The session sandbox, connected with the demo app's read scopes to both tenants."""
+    """The session sandbox, connected with the demo app's read scopes to both tenants (once per
+    module: an access token lives 30 minutes, a whole test run may not)."""
     return connect_sandbox(http, xero_sandbox)
 
 

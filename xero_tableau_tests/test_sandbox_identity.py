@@ -78,6 +78,20 @@ def test_code_is_single_use(http: httpx.Client, xero_sandbox: RunningXeroSandbox
     assert second.json() == {"error": "invalid_grant"}
 
 
+def test_code_expires_and_is_bound_to_its_redirect_uri(
+    http: httpx.Client, make_sandbox: SandboxFactory
+) -> None:
+    running = make_sandbox()
+    base = running.base_url
+    code = redirect_query(authorize(http, base))["code"]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": "http://x/cb"}
+    assert token_request(http, base, form).json() == {"error": "invalid_grant"}
+    late = redirect_query(authorize(http, base))["code"]
+    running.sandbox.clock.advance(6 * MINUTE)  # codes live five minutes
+    expired = exchange_code(http, base, late)
+    assert expired.status_code == 400 and expired.json() == {"error": "invalid_grant"}
+
+
 def test_code_needs_the_right_client_secret(
     http: httpx.Client, xero_sandbox: RunningXeroSandbox
 ) -> None:
@@ -138,7 +152,9 @@ def test_client_credentials_custom_connection(
     first_tenant = xero_sandbox.sandbox.dataset.tenants[_tenants(xero_sandbox)[0]]
     assert org.json()["Organisations"][0]["Name"] == first_tenant.organisation["Name"]
     # ... and the other organisation stays out of reach
-    other = _organisation(http, xero_sandbox.base_url, token["access_token"], _tenants(xero_sandbox)[1])
+    other = _organisation(
+        http, xero_sandbox.base_url, token["access_token"], _tenants(xero_sandbox)[1]
+    )
     assert other.status_code == 403
 
 
@@ -272,7 +288,9 @@ def test_connections_list_every_tenant_in_xeros_shape(
     http: httpx.Client, xero_sandbox: RunningXeroSandbox
 ) -> None:
     token = connect(http, xero_sandbox.base_url)
-    response = http.get(f"{xero_sandbox.base_url}/connections", headers=bearer(token["access_token"]))
+    response = http.get(
+        f"{xero_sandbox.base_url}/connections", headers=bearer(token["access_token"])
+    )
     assert response.status_code == 200
     rows = response.json()
     tenants = xero_sandbox.sandbox.dataset.tenants

@@ -6,10 +6,10 @@ checked against the sandbox's store), never by asking the sandbox's own query co
 
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -95,14 +95,30 @@ def test_responses_conform_to_the_spec_strictly(xero: XeroConnection, endpoint: 
             variants.append({**variants[0], "includeArchived": "true"})
         if ENTITIES.get(endpoint) and ENTITIES[endpoint].summary_only:
             variants.append({**variants[0], "summaryOnly": "true"})
-        for params in variants:
-            body = xero.ok(endpoint, tenant, params)
+        bodies = [xero.ok(endpoint, tenant, params) for params in variants]
+        for body in bodies:
             if endpoint in ENTITIES:
                 assert body[endpoint], f"{endpoint} is empty for {tenant}: nothing was checked"
             assert_valid(body, schema, strict=True)
         if endpoint in PAGED:  # a single-record GET has the same shape
-            first_id = body[endpoint][0][ENTITIES[endpoint].id_field]
+            first_id = bodies[0][endpoint][0][ENTITIES[endpoint].id_field]
             assert_valid(xero.ok(f"{endpoint}/{first_id}", tenant), schema, strict=True)
+
+
+def test_no_record_is_updated_after_the_sandbox_now(
+    xero: XeroConnection, xero_sandbox: RunningXeroSandbox
+) -> None:
+    """Xero never serves an UpdatedDateUTC in the future: a connector's watermark taken from the
+    data would jump ahead of the clock and skip every real change made before it."""
+    now_ms = xero_sandbox.sandbox.clock.now_ms()
+    for tenant in xero.tenant_ids:
+        for endpoint in PAGED:
+            future = [
+                r[ENTITIES[endpoint].id_field]
+                for r in xero.all_records(endpoint, tenant, includeArchived="true")
+                if ms(r["UpdatedDateUTC"]) > now_ms
+            ]
+            assert not future, f"{len(future)} {endpoint} updated after now, e.g. {future[0]}"
 
 
 # --- paging -------------------------------------------------------------------------------------
@@ -119,24 +135,18 @@ def test_default_page_is_100_with_pagination(xero: XeroConnection, invoices: lis
     }
 
 
-def test_page_size_is_capped_at_1000(make_sandbox: SandboxFactory, http: httpx.Client) -> None:
-    running = make_sandbox()
-    tenant = running.sandbox.dataset.tenants[next(iter(running.sandbox.dataset.tenants))]
-    template = next(iter(tenant.collections["Invoices"].values()))
-    while tenant.count("Invoices") <= 1200:  # more invoices than one page may hold
-        tenant.put("Invoices", {**template, "InvoiceID": str(uuid.uuid4())})
-    xero = connect_sandbox(http, running)
-    body = xero.ok("Invoices", tenant.tenant_id, {"page": 1, "pageSize": 5000})
+def test_page_size_is_capped_at_1000(xero: XeroConnection, invoices: list[dict]) -> None:
+    assert len(invoices) > 1000
+    body = xero.ok("Invoices", params={"page": 1, "pageSize": 5000})
     assert len(body["Invoices"]) == 1000
-    total = tenant.count("Invoices")
     assert body["pagination"] == {
         "page": 1,
         "pageSize": 1000,
-        "pageCount": -(-total // 1000),
-        "itemCount": total,
+        "pageCount": -(-len(invoices) // 1000),
+        "itemCount": len(invoices),
     }
-    second = xero.ok("Invoices", tenant.tenant_id, {"page": 2, "pageSize": 5000})
-    assert len(second["Invoices"]) == total - 1000
+    second = xero.ok("Invoices", params={"page": 2, "pageSize": 5000})
+    assert len(second["Invoices"]) == len(invoices) - 1000
     assert not set(ids(body["Invoices"])) & set(ids(second["Invoices"]))
 
 
@@ -197,9 +207,10 @@ def _modified_since_cut(records: list[dict]) -> tuple[datetime, set[str]]:
         lambda t: t.strftime("%Y-%m-%dT%H:%M:%S"),  # Xero's documented form, UTC
         lambda t: t.isoformat(),  # +00:00
         lambda t: t.astimezone(timezone(timedelta(hours=-8))).isoformat(timespec="milliseconds"),
+        lambda t: (t + timedelta(milliseconds=999)).isoformat(),  # same second, later ms
         lambda t: format_datetime(t, usegmt=True),  # RFC 1123
     ],
-    ids=["iso-naive", "iso-utc-offset", "iso-minus-8", "rfc1123"],
+    ids=["iso-naive", "iso-utc-offset", "iso-minus-8", "iso-late-fraction", "rfc1123"],
 )
 def test_if_modified_since(
     xero: XeroConnection, invoices: list[dict], form: Callable[[datetime], str]
@@ -234,17 +245,15 @@ def test_order_by_updated_ascending_and_date_descending(
     assert len(set(dates)) > 1
 
 
-def _some(invoices: list[dict], key: str, share: float) -> Any:
-    values = sorted(r[key] for r in invoices)
-    return values[int(len(values) * share)]
+def _instant_at(invoices: list[dict], key: str, share: float) -> datetime:
+    """The instant of ``key`` that ``share`` of the invoices come before."""
+    values = sorted(ms(r[key]) for r in invoices)
+    return datetime.fromtimestamp(values[int(len(values) * share)] // 1000, UTC)
 
 
 def test_where_clauses_match_a_python_filter(xero: XeroConnection, invoices: list[dict]) -> None:
-    date_cut = datetime.fromtimestamp(ms(_some(invoices, "Date", 0.4)) / 1000, UTC)
-    upd_cut = datetime.fromtimestamp(
-        ms(max(invoices, key=lambda r: ms(r["UpdatedDateUTC"]))["UpdatedDateUTC"]) / 1000, UTC
-    ) - timedelta(days=3, hours=5)
-    upd_cut = upd_cut.replace(microsecond=0)
+    date_cut = _instant_at(invoices, "Date", 0.4)
+    upd_cut = _instant_at(invoices, "UpdatedDateUTC", 0.7)
     contact_id = invoices[len(invoices) // 2]["Contact"]["ContactID"]
     date_fn = f"DateTime({date_cut.year}, {date_cut.month:02d}, {date_cut.day:02d})"
     upd_fn = (
@@ -266,11 +275,14 @@ def test_where_clauses_match_a_python_filter(xero: XeroConnection, invoices: lis
         ),
         (
             f'Type=="ACCREC" && Status=="AUTHORISED" && Date >= {date_fn}',
-            lambda r: r["Type"] == "ACCREC"
-            and r["Status"] == "AUTHORISED"
-            and ms(r["Date"]) >= date_ms,
+            lambda r: (
+                r["Type"] == "ACCREC" and r["Status"] == "AUTHORISED" and ms(r["Date"]) >= date_ms
+            ),
         ),
-        ('Type=="ACCPAY" AND AmountDue > 0', lambda r: r["Type"] == "ACCPAY" and r["AmountDue"] > 0),
+        (
+            'Type=="ACCPAY" AND AmountDue > 0',
+            lambda r: r["Type"] == "ACCPAY" and r["AmountDue"] > 0,
+        ),
     ]
     for where, keep in cases:
         expected = sorted(r["InvoiceID"] for r in invoices if keep(r))
@@ -279,6 +291,39 @@ def test_where_clauses_match_a_python_filter(xero: XeroConnection, invoices: lis
         assert sorted(ids(got)) == expected, where
     statuses = {r["Status"] for r in invoices}
     assert {"DRAFT", "AUTHORISED"} <= statuses and len({r["Type"] for r in invoices}) == 2
+
+
+def test_explicit_invoice_filters(xero: XeroConnection, invoices: list[dict]) -> None:
+    """Statuses, ContactIDs and InvoiceNumbers: the fast alternatives to ``where``."""
+    statuses = ["DRAFT", "VOIDED"]
+    got = xero.all_records("Invoices", Statuses=",".join(statuses))
+    assert sorted(ids(got)) == sorted(r["InvoiceID"] for r in invoices if r["Status"] in statuses)
+    contacts = sorted({r["Contact"]["ContactID"] for r in invoices})[:2]
+    got = xero.all_records("Invoices", ContactIDs=",".join(contacts))
+    expected = [r["InvoiceID"] for r in invoices if r["Contact"]["ContactID"] in contacts]
+    assert sorted(ids(got)) == sorted(expected) and expected
+    numbers = sorted(r["InvoiceNumber"] for r in invoices if r["Type"] == "ACCREC")[:3]
+    got = xero.all_records("Invoices", InvoiceNumbers=",".join(numbers))
+    assert sorted(r["InvoiceNumber"] for r in got) == numbers
+
+
+def test_purchase_orders_filter_by_status_and_dates(xero: XeroConnection) -> None:
+    orders = xero.all_records("PurchaseOrders")
+    days = sorted(ms(r["Date"]) for r in orders)
+    low, high = days[len(days) // 4], days[3 * len(days) // 4]
+    status = Counter(r["Status"] for r in orders).most_common(1)[0][0]
+    got = xero.all_records(
+        "PurchaseOrders",
+        Status=status,
+        DateFrom=datetime.fromtimestamp(low / 1000, UTC).date().isoformat(),
+        DateTo=datetime.fromtimestamp(high / 1000, UTC).date().isoformat(),
+    )
+    expected = [
+        r["PurchaseOrderID"]
+        for r in orders
+        if r["Status"] == status and low <= ms(r["Date"]) <= high
+    ]
+    assert expected and sorted(ids(got, "PurchaseOrders")) == sorted(expected)
 
 
 @pytest.mark.parametrize(
@@ -291,15 +336,26 @@ def test_garbage_where_is_a_query_parse_error(xero: XeroConnection, where: str) 
     assert response.json()["Type"] == "QueryParseException"
 
 
-def test_where_string_with_non_ascii_characters(
-    xero: XeroConnection, xero_sandbox: RunningXeroSandbox
+def test_where_strings_keep_non_ascii_characters_and_escapes(
+    make_sandbox: SandboxFactory, http: httpx.Client
 ) -> None:
-    contacts = xero.all_records("Contacts", includeArchived="true")
-    target = next((c for c in contacts if not c["Name"].isascii()), None)
-    if target is None:
-        pytest.skip("the generated contacts have only ASCII names")
-    got = xero.all_records("Contacts", where=f'Name=="{target["Name"]}"', includeArchived="true")
-    assert [c["ContactID"] for c in got] == [target["ContactID"]]
+    running = make_sandbox()
+    xero = connect_sandbox(http, running)
+    tenant = xero.tenant_ids[0]
+    names = ["Café Māori Ōtautahi Ltd", 'The "Quoted" Co']
+    created = []
+    for name in names:
+        response = http.post(
+            f"{running.base_url}/sandbox/admin/tenants/{tenant}/Contacts", json={"Name": name}
+        )
+        assert response.status_code == 200, response.text
+        created.append(response.json()["ContactID"])
+    for name, contact_id in zip(names, created, strict=True):
+        literal = name.replace('"', '\\"')
+        got = xero.all_records("Contacts", tenant, where=f'Name=="{literal}"')
+        assert [c["ContactID"] for c in got] == [contact_id], name
+    contains = xero.all_records("Contacts", tenant, where='Name.Contains("māori")')
+    assert [c["ContactID"] for c in contains] == [created[0]]
 
 
 # --- IDs, summaryOnly, includeArchived ----------------------------------------------------------
@@ -383,9 +439,13 @@ def test_include_archived(make_sandbox: SandboxFactory, http: httpx.Client) -> N
     assert last["TrackingCategoryID"] not in hidden_ids
     assert last["TrackingCategoryID"] in [c["TrackingCategoryID"] for c in shown]
     by_id = {c["TrackingCategoryID"]: c for c in hidden}
-    first_options = [o["TrackingOptionID"] for o in by_id[category["TrackingCategoryID"]]["Options"]]
+    first_options = [
+        o["TrackingOptionID"] for o in by_id[category["TrackingCategoryID"]]["Options"]
+    ]
     assert option["TrackingOptionID"] not in first_options
-    shown_first = next(c for c in shown if c["TrackingCategoryID"] == category["TrackingCategoryID"])
+    shown_first = next(
+        c for c in shown if c["TrackingCategoryID"] == category["TrackingCategoryID"]
+    )
     assert option["TrackingOptionID"] in [o["TrackingOptionID"] for o in shown_first["Options"]]
     if spec_available(ACCOUNTING):
         assert_valid({"TrackingCategories": shown}, "TrackingCategories", strict=True)
@@ -438,7 +498,9 @@ def test_scope_without_settings_is_refused_on_accounts(
     assert narrow.get("Contacts", params={"page": 1}).status_code == 200
 
 
-def test_granular_scopes(http: httpx.Client, xero_sandbox: RunningXeroSandbox, xero: XeroConnection) -> None:
+def test_granular_scopes(
+    http: httpx.Client, xero_sandbox: RunningXeroSandbox, xero: XeroConnection
+) -> None:
     token = connect(http, xero_sandbox.base_url, scope="offline_access accounting.invoices.read")
     granular = XeroConnection(http, xero.base_url, token, xero.tenant_ids)
     assert granular.get("Invoices", params={"page": 1}).status_code == 200

@@ -16,9 +16,9 @@ from xero_tableau.store.lake import tenant_dir, write_json
 )
 def organisation(context: dg.AssetExecutionContext, xero: XeroResource) -> dg.MaterializeResult:
     tenant_id = context.partition_key
-    with xero.api() as api:
-        response = api.get("Organisation", tenant_id)
-    body = response.json()
+    with xero.connection() as conn:
+        body = conn.client.get("Organisation", tenant_id)
+        stats = conn.client.stats
     record = body["Organisations"][0]
     path = tenant_dir(xero.lake_dir(), tenant_id) / "organisation" / "organisation.json"
     write_json(path, record)
@@ -28,7 +28,8 @@ def organisation(context: dg.AssetExecutionContext, xero: XeroResource) -> dg.Ma
             "base_currency": record.get("BaseCurrency", ""),
             "timezone": record.get("Timezone", ""),
             "path": dg.MetadataValue.path(str(path)),
-            "xero/day_limit_remaining": int(response.headers.get("X-DayLimit-Remaining", -1)),
+            "xero/calls": stats.calls,
+            "xero/day_limit_remaining": stats.day_remaining.get(tenant_id, -1),
             "dagster/row_count": 1,
         }
     )

@@ -9,12 +9,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from xero_tableau.settings import Settings
-from xero_tableau.store import db
-from xero_tableau.store.crypto import load_fernet
-from xero_tableau.store.tokens import TokenStore
-from xero_tableau.xero.api import XeroApi
-from xero_tableau.xero.oauth import OAuthSettings, XeroOAuth
-from xero_tableau.xero.session import XeroSession
+from xero_tableau.xero.connection import XeroConnection, open_xero
 
 
 class XeroResource(dg.ConfigurableResource):
@@ -48,31 +43,10 @@ class XeroResource(dg.ConfigurableResource):
         return self._settings
 
     @contextmanager
-    def api(self) -> Iterator[XeroApi]:
-        """An API client whose access token is refreshed from the state DB as needed."""
-        settings = self.settings()
-        engine = db.connect(settings.database_url)
-        try:
-            oauth = XeroOAuth(
-                OAuthSettings(
-                    client_id=self.client_id,
-                    client_secret=self.client_secret,
-                    identity_base=settings.xero_identity_base,
-                    login_base=settings.xero_login_base,
-                    redirect_uri=settings.xero_redirect_uri,
-                    scopes=settings.xero_scopes,
-                )
-            )
-            store = TokenStore(engine, load_fernet(settings.encryption_key, settings.key_file))
-            session = XeroSession(oauth, store, auth_mode=settings.xero_auth_mode)
-            api = XeroApi(settings.xero_api_base, session.access_token)
-            try:
-                yield api
-            finally:
-                api.http.close()
-                oauth.http.close()
-        finally:
-            engine.dispose()
+    def connection(self) -> Iterator[XeroConnection]:
+        """A rate-limited client whose access token is refreshed from the state DB as needed."""
+        with open_xero(self.settings()) as xero:
+            yield xero
 
     def lake_dir(self) -> Path:
         return self.settings().lake_dir

@@ -4,7 +4,6 @@ import dagster as dg
 
 from xero_tableau.defs.partitions import XERO_TENANTS, xero_tenants
 from xero_tableau.defs.resources import XeroResource
-from xero_tableau.store import db
 from xero_tableau.store.tenants import record_connections
 from xero_tableau.xero.errors import XeroError
 
@@ -20,17 +19,14 @@ def xero_tenants_sensor(
     context: dg.SensorEvaluationContext, xero: XeroResource
 ) -> dg.SensorResult | dg.SkipReason:
     try:
-        with xero.api() as api:
-            tenants = api.connections()
+        with xero.connection() as conn:
+            tenants = conn.client.connections()
+            record_connections(
+                conn.engine,
+                ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants),
+            )
     except XeroError as exc:
         return dg.SkipReason(f"cannot list Xero connections: {exc}")
-    engine = db.connect(xero.settings().database_url)
-    try:
-        record_connections(
-            engine, ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants)
-        )
-    finally:
-        engine.dispose()
     known = set(context.instance.get_dynamic_partitions(XERO_TENANTS))
     new = sorted(t.tenant_id for t in tenants if t.tenant_id not in known)
     if not new:

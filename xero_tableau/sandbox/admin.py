@@ -74,7 +74,12 @@ class SandboxWriter:
         return tenant
 
     def _stamp(self, tenant: TenantData, endpoint: str, record: dict) -> None:
-        """A new UpdatedDateUTC, strictly after the record's previous one."""
+        """A new UpdatedDateUTC, strictly after the record's previous one.
+
+        Records Xero serves without UpdatedDateUTC (TrackingCategories, TaxRates, Currencies: the
+        endpoints that ignore If-Modified-Since) never get one."""
+        if not ENTITIES[endpoint].modified_since:
+            return
         now = self.sandbox.clock.now_ms()
         previous = record.get("UpdatedDateUTC")
         if previous:
@@ -87,9 +92,9 @@ class SandboxWriter:
         category = ENTITIES[endpoint].webhook_category
         if category is None:
             return  # Xero has no webhook for this entity: pollers must find the change
-        data = None
+        data: dict[str, str] | None = None
         if category == "CREDITNOTE":
-            data = {"Type": record.get("Type"), "Status": record.get("Status")}
+            data = {"Type": str(record.get("Type")), "Status": str(record.get("Status"))}
         record_id = str(record[ENTITIES[endpoint].id_field])
         self.sandbox.webhooks.emit(tenant.tenant_id, category, event_type, record_id, data=data)
 
@@ -139,18 +144,22 @@ class SandboxWriter:
             )
         return out
 
-    def _account_codes(self, tenant: TenantData) -> set[str]:
-        return {a["Code"] for a in tenant.collections["Accounts"].values() if a.get("Code")}
+    def _account_ids(self, tenant: TenantData) -> dict[str, str]:
+        """Account code -> AccountID: Xero's lines carry both."""
+        accounts = tenant.collections["Accounts"].values()
+        return {a["Code"]: a["AccountID"] for a in accounts if a.get("Code")}
 
     def _price_lines(self, tenant: TenantData, record: dict) -> None:
         """Fill LineAmount/TaxAmount per line and the document totals, as Xero computes them."""
         kind = record.setdefault("LineAmountTypes", "Exclusive")
-        codes = self._account_codes(tenant)
+        codes = self._account_ids(tenant)
         subtotal = tax_total = gross = Decimal(0)
         for line in record.get("LineItems", []):
             line.setdefault("LineItemID", str(uuid.uuid4()))
-            if line.get("AccountCode") and line["AccountCode"] not in codes:
-                raise AdminError(f"Account code '{line['AccountCode']}' is not a valid code")
+            if line.get("AccountCode"):
+                if line["AccountCode"] not in codes:
+                    raise AdminError(f"Account code '{line['AccountCode']}' is not a valid code")
+                line["AccountID"] = codes[line["AccountCode"]]  # the ID follows the code
             quantity = Decimal(str(line.get("Quantity", 1)))
             unit = Decimal(str(line.get("UnitAmount", 0)))
             amount = _money(line["LineAmount"]) if "LineAmount" in line else _money(quantity * unit)
@@ -187,6 +196,8 @@ class SandboxWriter:
             record["Status"] = (
                 "PAID" if total - paid - credited <= 0 and total > 0 else "AUTHORISED"
             )
+        if record.get("Status") != "PAID":
+            record.pop("FullyPaidOnDate", None)  # a re-opened invoice is no longer fully paid
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -200,14 +211,16 @@ class SandboxWriter:
         if tenant.get(endpoint, record[spec.id_field]) is not None:
             raise AdminError(f"{spec.id_field} {record[spec.id_field]} already exists")
         today = self.sandbox.clock.now().date()
+        companions = endpoint in _LINED  # only these carry DateString companions in Xero
         for key in ("Date", "DueDate", "DeliveryDate"):
             if key in record and not str(record[key]).startswith("/Date("):
                 day = date.fromisoformat(str(record[key])[:10])
                 record[key] = ms_date(day_ms(day))
-                record[f"{key}String"] = date_string(day)
-        if endpoint in _LINED or endpoint == "ManualJournals":
-            if "Date" not in record:
-                record["Date"] = ms_date(day_ms(today))
+                if companions:
+                    record[f"{key}String"] = date_string(day)
+        if (endpoint in _LINED or endpoint == "ManualJournals") and "Date" not in record:
+            record["Date"] = ms_date(day_ms(today))
+            if companions:
                 record["DateString"] = date_string(today)
         if "Contact" in record:
             contact = tenant.get("Contacts", record["Contact"].get("ContactID", ""))
@@ -263,8 +276,9 @@ class SandboxWriter:
         status = record.get("Status")
         if endpoint == "ManualJournals" and status != "POSTED":
             raise AdminError("only a POSTED manual journal can be voided")
-        if endpoint != "ManualJournals" and status not in ("AUTHORISED", "SUBMITTED"):
-            raise AdminError(f"a {status} document cannot be voided")
+        if endpoint != "ManualJournals" and status != "AUTHORISED":
+            # DRAFT and SUBMITTED documents are deleted, not voided (xero_facts.md §6)
+            raise AdminError(f"a {status} document cannot be voided; delete it instead")
         if record.get("Payments"):
             raise AdminError("This document cannot be voided as it has payments applied")
         record["Status"] = "VOIDED"
@@ -279,6 +293,8 @@ class SandboxWriter:
             if status not in ("DRAFT", "SUBMITTED"):
                 raise AdminError(f"a {status} document cannot be deleted; void it instead")
         elif endpoint == "Payments":
+            if status == "DELETED":
+                raise AdminError("the payment is already deleted")
             self._unapply_payment(tenant, record)
         elif endpoint != "BankTransactions":
             raise AdminError(f"{endpoint} cannot be deleted")
@@ -321,7 +337,7 @@ class SandboxWriter:
             "PaymentID": str(uuid.uuid4()),
             "Date": ms_date(day_ms(day)),
             "Amount": _num(amount),
-            "BankAmount": _num(amount),
+            "BankAmount": _num(_money(amount / Decimal(str(rate or 1)))),  # base currency
             "CurrencyRate": rate,
             "Reference": body.get("Reference", ""),
             "PaymentType": "ACCRECPAYMENT" if invoice["Type"] == "ACCREC" else "ACCPAYPAYMENT",
@@ -358,13 +374,15 @@ class SandboxWriter:
         """Change one line's account code the way Xero does: UpdatedDateUTC stays, no webhook."""
         tenant = self.tenant(tenant_id)
         record = self._record(tenant, endpoint, record_id)
-        if account_code not in self._account_codes(tenant):
+        accounts = self._account_ids(tenant)
+        if account_code not in accounts:
             raise AdminError(f"Account code '{account_code}' is not a valid code")
         key = ENTITIES[endpoint].has_lines
         for line in record.get(key or "", []):
             if line.get("LineItemID", line.get("JournalLineID")) == line_id:
                 line["AccountCode"] = account_code
-                line.pop("AccountID", None)
+                if "AccountID" in line:
+                    line["AccountID"] = accounts[account_code]  # the ID follows the code
                 return record
         raise KeyError(f"no line {line_id}")
 

@@ -1,4 +1,4 @@
-"""The sandbox's data: one ``TenantData`` per Xero organisation, records held in Xero's own JSON shape.
+"""The sandbox's data: one ``TenantData`` per Xero organisation, records in Xero's own JSON shape.
 
 Records are stored exactly as the Accounting API returns them (PascalCase keys, ``/Date(ms+0000)/``
 strings, money as JSON numbers with two decimals), so serving a page is a filter, a sort and a

@@ -5,12 +5,15 @@ The data is built to exercise a connector the way a real organisation would: sal
 supplier bills with tracked lines, partial and deleted payments, credit notes allocated to invoices,
 voided and deleted documents, foreign-currency clients, archived contacts and tracking options,
 spend/receive money, balanced manual journals and purchase orders. Every record uses only fields
-and enum values from Xero's OpenAPI spec, plus the ``DateString`` companions the live API returns
-beside date-only fields, and is internally consistent (line sums, payments, credits).
+and enum values from Xero's OpenAPI spec, plus two things the live API returns that the schemas
+omit but the spec's examples show (``DateString``/``DueDateString`` beside date-only fields, and
+``IsDeleted``/``IsArchived``/``IsActive`` on tracking options), and is internally consistent
+(line sums, payments, credits).
 
 Determinism: everything derives from ``random.Random`` streams seeded from ``GeneratorConfig.seed``
 and the tenant's position, including the UUIDs, so the same config always yields the same IDs,
-amounts and dates. Nothing reads the wall clock except the default ``as_of`` (today, UTC).
+amounts and dates. Nothing reads the wall clock except the default ``as_of``: today (UTC), with
+every instant at or before the moment of generation, so no UpdatedDateUTC is in the future.
 
 Size: ``invoice_lines`` is the exact number of invoice lines (ACCREC + ACCPAY ``LineItems``) per
 tenant; the last invoice is trimmed to hit it. Everything else scales with it: contacts (capped),
@@ -28,7 +31,7 @@ import bisect
 import gc
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -49,7 +52,7 @@ class GeneratorConfig:
     seed: int = 7
     tenants: int = 2
     invoice_lines: int = 4000  # exact ACCREC + ACCPAY line count per tenant
-    as_of: date | None = None  # last day of history; None means today (UTC)
+    as_of: date | None = None  # last day of history; None: today (UTC), up to the current instant
     history_days: int = 540
 
 
@@ -468,7 +471,7 @@ class _Calendar:
 
     Day ``i`` is ``base + i days``; history runs from index ``first`` to ``last`` (as_of)."""
 
-    def __init__(self, as_of: date, history_days: int) -> None:
+    def __init__(self, as_of: date, history_days: int, now_ms: int | None) -> None:
         self.first = _PAD
         self.last = _PAD + history_days - 1
         base = as_of - timedelta(days=self.last)
@@ -481,7 +484,10 @@ class _Calendar:
         self.weekday = [day.weekday() for day in days]
         self.month = [day.year * 12 + day.month - 1 for day in days]  # month ordinal
         self.label = [f"{day:%b %Y}" for day in days]
-        self.end_ms = self.ms[self.last] + _DAY - 1
+        # instants on as_of fall in its first `last_span` ms: the whole day, or up to "now" when
+        # as_of is today, since Xero never serves an UpdatedDateUTC in the future
+        last_ms = self.ms[self.last]
+        self.last_span = _DAY if now_ms is None else max(1, min(_DAY, now_ms - last_ms + 1))
 
     def stamp(self, ms: int) -> tuple[str, str]:
         """``UpdatedDateUTC`` and its ``UpdatedDateUTCString`` (same as ``utc_string``)."""
@@ -534,7 +540,7 @@ class _TenantBuilder:
             "exempt": profile.exempt,
             "no_tax": profile.no_tax,
         }
-        self.fx_phase = {code: self.rnd() * 6.28 for code, _ in profile.foreign}
+        self.fx_phase = {code: self.rnd() * math.tau for code, _ in profile.foreign}
         self.fx_base = dict(profile.foreign)
 
     # ids, instants and money
@@ -550,13 +556,16 @@ class _TenantBuilder:
 
     def instant(self, day: int) -> int:
         """A random instant (ms) on ``day``, clamped to as_of so nothing is in the future."""
-        day = min(day, self.cal.last)
-        return self.cal.ms[day] + int(self.rnd() * _DAY)
+        cal = self.cal
+        if day >= cal.last:
+            return cal.ms[cal.last] + int(self.rnd() * cal.last_span)
+        return cal.ms[day] + int(self.rnd() * _DAY)
 
     def touched(self, day: int) -> int:
-        """The day of a later edit, skewed towards the present as real edits are."""
+        """The day of a later edit between ``day`` and as_of, linearly more likely towards the
+        present (the minimum of two uniforms), as real edits are."""
         last = self.cal.last
-        return last - int((last - min(day, last)) * self.rnd() ** 2)
+        return last - int((last - min(day, last)) * min(self.rnd(), self.rnd()))
 
     def fx(self, currency: str, day: int) -> float:
         """Xero's CurrencyRate for ``currency`` on ``day``: units of it per unit of base, 6 dp."""
@@ -565,15 +574,14 @@ class _TenantBuilder:
         drift = 1 + 0.05 * math.sin(day / 53 + self.fx_phase[currency])
         return round(self.fx_base[currency] * drift * (1 + 0.006 * (self.rnd() - 0.5)), 6)
 
-    def sample_days(self, count: int, weekend: float = 0.2, growth: float = 0.8) -> list[int]:
+    def sample_days(self, count: int) -> list[int]:
         """``count`` sorted history days: weekdays busier than weekends and the business growing,
         so recent days carry more records but most days carry some."""
         cal = self.cal
         span = cal.last - cal.first + 1
         days = range(cal.first, cal.last + 1)
         weights = [
-            (weekend if cal.weekday[d] >= 5 else 1.0) * (1 + growth * (d - cal.first) / span)
-            for d in days
+            (0.2 if cal.weekday[d] >= 5 else 1.0) * (1 + 0.8 * (d - cal.first) / span) for d in days
         ]
         return sorted(self.rng.choices(days, weights=weights, k=count))
 
@@ -731,7 +739,7 @@ class _TenantBuilder:
         n_suppliers = min(400, max(len(_KINDS) + 3, lines // 50))
         words = (*p.places, *_NAME_WORDS)
         combos = rng.sample(range(len(words) * len(_INDUSTRIES)), n_customers)
-        n_foreign = max(2, n_customers // 10)
+        n_foreign = max(2, n_customers // 6)  # with foreign suppliers, ~10% of invoices
         self.customers: list[_Party] = []
         for i, combo in enumerate(combos):
             word, industry = words[combo // len(_INDUSTRIES)], _INDUSTRIES[combo % len(_INDUSTRIES)]
@@ -749,21 +757,25 @@ class _TenantBuilder:
                     region=region,
                     terms=(7, 14, 20, 20, 30, 30)[int(rnd() * 6)],
                     pace=(0.6, 0.9, 1.0, 1.1, 1.4, 2.2)[int(rnd() * 6)],
-                    archived=i >= n_foreign and rnd() < 0.04,
+                    archived=i >= n_foreign and (i - n_foreign) % 25 == 12,
                 )
             )
         kinds = _table([(kind.key, kind.count_weight) for kind in _KINDS])
-        people = rng.sample(range(len(_FIRST_NAMES) * len(_SURNAMES)), n_suppliers)
-        supplier_words = rng.sample(range(len(words) * len(_KINDS)), n_suppliers)
+        taken = {customer.name for customer in self.customers}
+        fresh_names: dict[str, Iterator[str]] = {}
         self.suppliers: list[_Party] = []
         for i in range(n_suppliers):
             kind = _KINDS[i].key if i < len(_KINDS) else kinds[int(rnd() * len(kinds))]
-            if kind == "subcontractor":
-                first, last = divmod(people[i], len(_SURNAMES))
-                name = f"{_FIRST_NAMES[first]} {_SURNAMES[last]} Consulting"
-            else:
-                word = words[supplier_words[i] // len(_KINDS)]
-                name = f"{word} {_KIND[kind].word} Ltd"
+            if kind not in fresh_names:
+                if kind == "subcontractor":
+                    pool = [f"{f} {s} Consulting" for f in _FIRST_NAMES for s in _SURNAMES]
+                else:
+                    word = _KIND[kind].word
+                    pool = [f"{w} {word} {x}" for w in words for x in ("Ltd", "Limited", "Co")]
+                rng.shuffle(pool)
+                fresh_names[kind] = iter(pool)
+            name = next(name for name in fresh_names[kind] if name not in taken)
+            taken.add(name)
             foreign = kind in ("software", "subcontractor") and rnd() < 0.12
             units = _KIND[kind].units
             self.suppliers.append(
@@ -776,23 +788,23 @@ class _TenantBuilder:
                     prefix="".join(ch for ch in name.upper() if ch.isalpha())[:3],
                     docs=int(rnd() * 5000) + 1000,
                     unit=units[int(rnd() * len(units))],
-                    archived=i >= len(_KINDS) and rnd() < 0.05,
+                    archived=i >= len(_KINDS) and (i - len(_KINDS)) % 20 == 7,
                 )
             )
         self.card_suppliers = [
             s for s in self.suppliers if s.kind in _CARD_KINDS and not s.archived
         ]
-        self.bank_contact = _Party(id=self.uid(), name=f"{p.bank}", currency=p.currency)
+        self.bank_contact = _Party(id=self.uid(), name=p.bank, currency=p.currency)
         mid = (self.cal.first + self.cal.last) // 2
         self.mid_day = mid
         for party in (*self.customers, *self.suppliers, self.bank_contact):
-            self._contact_record(party, mid)
-        self.customer_pick = self._pickers(self.customers, lambda c: 0.3 + rnd())
-        self.supplier_pick = self._pickers(
+            self.contact_record(party, mid)
+        self.customer_pick = self.pickers(self.customers, lambda c: 0.3 + rnd())
+        self.supplier_pick = self.pickers(
             self.suppliers, lambda s: _KIND[s.kind].bill_weight * (0.5 + rnd())
         )
 
-    def _contact_record(self, party: _Party, mid: int) -> None:
+    def contact_record(self, party: _Party, mid: int) -> None:
         rnd = self.rnd
         created = self.instant(int(rnd() * mid))
         updated = self.instant(self.touched(mid)) if party.archived else created
@@ -819,7 +831,7 @@ class _TenantBuilder:
             record["DefaultCurrency"] = party.currency
         self.data.put("Contacts", record)
 
-    def _pickers(
+    def pickers(
         self, parties: list[_Party], weight: Callable[[_Party], float]
     ) -> tuple[Callable[[], _Party], Callable[[], _Party]]:
         """Weighted pickers for the first half of history (everyone) and the second (archived
@@ -981,12 +993,13 @@ class _TenantBuilder:
             remaining -= count
         self.invoice_no = 0
         self.credit_no = 0
+        self.open_credits = 0
         for (sale, count), day in zip(shells, self.sample_days(len(shells)), strict=True):
             if sale:
                 self.sale(day, count)
             else:
                 self.bill(day, count)
-            if rnd() < 0.012:
+            if rnd() < 0.015:
                 self.standalone_credit(day, sale)
 
     def sale(self, day: int, count: int) -> None:
@@ -1316,7 +1329,8 @@ class _TenantBuilder:
         cents = max(100, int(round(source[0]["LineAmount"] * 100) * (0.05 + 0.3 * rnd())))
         lines, line_sum, tax_sum = self.credit_lines(credit_type, source[0], _EXCLUSIVE, tax, cents)
         sub_total, total = _totals(_EXCLUSIVE, line_sum, tax_sum)
-        status = _status(rnd(), _OPEN_CREDIT_STATUS)
+        self.open_credits += 1
+        status = _OPEN_CREDIT_STATUS[self.open_credits % len(_OPEN_CREDIT_STATUS)]
         when = self.instant(day + int(rnd() * 3))
         if status in ("VOIDED", "DELETED"):
             when = max(when, self.instant(day + 2 + int(rnd() * 30)))
@@ -1647,10 +1661,12 @@ class _TenantBuilder:
         return self.data
 
 
-# cumulative probability -> status
+# unallocated credit notes take these in turn, so even a small dataset has each status
 _OPEN_CREDIT_STATUS = (
-    (0.45, "AUTHORISED"), (0.6, "DRAFT"), (0.7, "SUBMITTED"), (0.85, "VOIDED"), (1.0, "DELETED"),
+    "AUTHORISED", "VOIDED", "DRAFT", "AUTHORISED", "DELETED", "AUTHORISED", "SUBMITTED",
+    "AUTHORISED", "VOIDED", "AUTHORISED",
 )  # fmt: skip
+# cumulative probability -> status
 _RECENT_PO_STATUS = (
     (0.25, "DRAFT"), (0.5, "SUBMITTED"), (0.9, "AUTHORISED"), (0.95, "BILLED"), (1.0, "DELETED"),
 )  # fmt: skip
@@ -1666,8 +1682,11 @@ def generate(config: GeneratorConfig) -> SandboxDataset:
     """Build the sandbox's tenants from ``config``; identical configs give identical data."""
     if config.tenants < 1 or config.history_days < 1 or config.invoice_lines < 0:
         raise ValueError(f"invalid generator config: {config}")
-    as_of = config.as_of or datetime.now(UTC).date()
-    cal = _Calendar(as_of, config.history_days)
+    if config.as_of is None:
+        now = datetime.now(UTC)
+        cal = _Calendar(now.date(), config.history_days, int(now.timestamp() * 1000))
+    else:
+        cal = _Calendar(config.as_of, config.history_days, None)
     dataset = SandboxDataset()
     # Millions of small acyclic dicts: generational GC passes would only re-scan them.
     was_enabled = gc.isenabled()

@@ -3,9 +3,9 @@ for the whole app (reference/xero_facts.md §2).
 
 Windows are rolling (a call counts for the 60 s, or 24 h, of sandbox time after it was admitted).
 Calls refused with 429 do not count. Every response carries the remaining budgets as Xero's
-``X-DayLimit-Remaining``, ``X-MinLimit-Remaining`` and ``X-AppMinLimit-Remaining`` headers; a refusal
-adds ``Retry-After`` (whole seconds of *wall-clock* time, so a client on a sped-up sandbox clock
-waits the right real time) and ``X-Rate-Limit-Problem`` (``minute``, ``day``, ``appminute`` or
+``X-DayLimit-Remaining``, ``X-MinLimit-Remaining`` and ``X-AppMinLimit-Remaining`` headers; a
+refusal adds ``Retry-After`` (whole seconds of *wall-clock* time, so a client on a sped-up sandbox
+clock waits the right real time) and ``X-Rate-Limit-Problem`` (``minute``, ``day``, ``appminute`` or
 ``concurrent``).
 """
 

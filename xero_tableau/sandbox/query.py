@@ -49,10 +49,14 @@ def _field_value(record: dict, path: str) -> object:
     return value
 
 
+_ESCAPE = re.compile(r"\\(.)")
+
+
 def _parse_value(raw: str) -> tuple[str, object]:
     """(kind, value): kind is 'str', 'guid', 'instant', 'number', 'bool' or 'null'."""
     if raw.startswith('"'):
-        return "str", bytes(raw[1:-1], "utf-8").decode("unicode_escape")
+        # only \" and \\ are escapes; other characters (accents, macrons...) stay as they are
+        return "str", _ESCAPE.sub(r"\1", raw[1:-1])
     lower = raw.lower()
     if lower.startswith("guid("):
         return "guid", raw[raw.index("(") + 1 : -1].strip().strip('"').lower()

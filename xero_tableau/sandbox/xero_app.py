@@ -429,7 +429,9 @@ def build_app(sandbox: XeroSandbox) -> Starlette:
 
 
 def _connection_time(ms: int) -> str:
-    """Xero's /connections timestamps: 7 fractional digits and no zone, e.g. 2019-12-07T18:46:19.5165400."""
+    """Xero's /connections timestamps: 7 fractional digits and no zone.
+
+    For example ``2019-12-07T18:46:19.5165400``."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0")
 
 
@@ -447,10 +449,7 @@ def _tenant_for(sandbox: XeroSandbox, request: Request, grant: Grant) -> TenantD
 
 
 def _has_scope(grant: Grant, endpoint: str) -> bool:
-    for base in _SCOPES[endpoint]:
-        if base in grant.scopes or f"{base}.read" in grant.scopes:
-            return True
-    return False
+    return any(base in grant.scopes or f"{base}.read" in grant.scopes for base in _SCOPES[endpoint])
 
 
 async def _inject_faults(sandbox: XeroSandbox) -> Response | None:
@@ -581,7 +580,9 @@ def _select(
     return rows
 
 
-def _purchase_order_filters(rows: list[tuple[dict, int, int]], params: Any) -> list:
+def _purchase_order_filters(
+    rows: list[tuple[dict, int, int]], params: Any
+) -> list[tuple[dict, int, int]]:
     """PurchaseOrders take Status, DateFrom and DateTo (yyyy-mm-dd) instead of ``where``."""
     if params.get("Status"):
         rows = [row for row in rows if row[0].get("Status") == params["Status"]]

@@ -11,10 +11,11 @@ from sqlalchemy.engine import Engine
 
 metadata = sa.MetaData()
 
-# The Xero token set, encrypted (Fernet). ``version`` is bumped by every write: a refresh commits
-# only if the version it read is still current (compare-and-swap), so two processes never both
-# spend one refresh token. ``previous_refresh`` keeps the token just spent, for Xero's 30-minute
-# grace window should the new set be lost.
+# The Xero token set, encrypted (Fernet). ``version`` is bumped by every write. A process that
+# wants to refresh first claims the row (``refresh_owner`` until ``refresh_claim_until``) with a
+# compare-and-swap on the version it read, so two processes never both spend one refresh token; a
+# claim left by a crashed process lapses, and the next one retries the same refresh token inside
+# Xero's 30-minute grace window.
 xero_tokens = sa.Table(
     "xero_tokens",
     metadata,
@@ -22,6 +23,8 @@ xero_tokens = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("token_set", sa.LargeBinary, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("refresh_owner", sa.String(64), nullable=True),
+    sa.Column("refresh_claim_until", sa.Float, nullable=True),
 )
 
 # Tenants seen in Xero's /connections; ``active`` false once disconnected.
@@ -47,3 +50,46 @@ def connect(url: str) -> Engine:
         engine = sa.create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine)
     return engine
+
+
+# Xero rate limiting shared by every process (``xero_tableau.xero.ratelimit``); timestamps are
+# float POSIX seconds from the limiter's clock. One row per call the limiter admitted: while the
+# call is in flight ``lease_expires_at`` holds its concurrency slot (a crashed process's slot frees
+# itself when it passes); at release the slot is cleared and ``called_at`` moves to the release
+# time, the latest moment Xero can have counted the call. Rows older than a day are pruned.
+xero_rate_calls = sa.Table(
+    "xero_rate_calls",
+    metadata,
+    # SQLite autoincrements only an INTEGER primary key; PostgreSQL gets a BIGINT.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("called_at", sa.Double, nullable=False),
+    sa.Column("lease_expires_at", sa.Double, nullable=True),
+    sa.Index("ix_xero_rate_calls_tenant_called_at", "tenant_id", "called_at"),
+    sa.Index("ix_xero_rate_calls_called_at", "called_at"),
+    sa.Index("ix_xero_rate_calls_lease_expires_at", "lease_expires_at"),
+)
+
+# A 429's Retry-After: nobody calls ``scope`` (a tenant id, or "__app__" for the app-wide minute)
+# before ``blocked_until``; ``problem`` is Xero's X-Rate-Limit-Problem ("day" stops the run).
+xero_rate_blocks = sa.Table(
+    "xero_rate_blocks",
+    metadata,
+    sa.Column("scope", sa.String(64), primary_key=True),
+    sa.Column("blocked_until", sa.Double, nullable=False),
+    sa.Column("problem", sa.String(32), nullable=True),
+)
+
+# What Xero last said was left of a budget ("day" or "minute" of a tenant, "appminute" of
+# "__app__"), from the X-*Limit-Remaining headers. ``unseen`` is how many more calls Xero counted
+# than this DB knows of (another app on the connection, calls before the DB existed); the limiter
+# adds them to its own count until they must have left the window.
+xero_rate_server_budget = sa.Table(
+    "xero_rate_server_budget",
+    metadata,
+    sa.Column("scope", sa.String(64), primary_key=True),
+    sa.Column("budget", sa.String(16), primary_key=True),
+    sa.Column("remaining", sa.Integer, nullable=False),
+    sa.Column("unseen", sa.Integer, nullable=False),
+    sa.Column("observed_at", sa.Double, nullable=False),
+)

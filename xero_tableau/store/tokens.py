@@ -35,6 +35,7 @@ class TokenStore:
             "refresh_token": tokens.refresh_token,
             "expires_at": tokens.expires_at,
             "scope": tokens.scope,
+            "refresh_issued_at": tokens.refresh_issued_at,
         }
         return self.fernet.encrypt(json.dumps(payload).encode())
 
@@ -45,6 +46,7 @@ class TokenStore:
             expires_at=float(data["expires_at"]),
             refresh_token=data.get("refresh_token"),
             scope=data.get("scope", ""),
+            refresh_issued_at=float(data.get("refresh_issued_at") or 0.0),
         )
 
     def load(self) -> StoredTokens | None:
@@ -80,11 +82,45 @@ class TokenStore:
                 xero_tokens.update()
                 .where(xero_tokens.c.name == self.name)
                 .where(xero_tokens.c.version == current)
-                .values(version=current + 1, token_set=blob, updated_at=now)
+                .values(
+                    version=current + 1,
+                    token_set=blob,
+                    updated_at=now,
+                    refresh_owner=None,
+                    refresh_claim_until=None,
+                )
             )
             if result.rowcount != 1:
                 raise StaleTokenVersion(f"token set {self.name!r} changed since version {current}")
             return current + 1
+
+    def claim_refresh(self, version: int, owner: str, until: float, now: float) -> bool:
+        """Claim the right to spend the stored refresh token (version ``version``) until
+        ``until``. False when the set changed or another live claim holds it."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                xero_tokens.update()
+                .where(xero_tokens.c.name == self.name)
+                .where(xero_tokens.c.version == version)
+                .where(
+                    sa.or_(
+                        xero_tokens.c.refresh_claim_until.is_(None),
+                        xero_tokens.c.refresh_claim_until < now,
+                        xero_tokens.c.refresh_owner == owner,
+                    )
+                )
+                .values(refresh_owner=owner, refresh_claim_until=until)
+            )
+            return result.rowcount == 1
+
+    def release_claim(self, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                xero_tokens.update()
+                .where(xero_tokens.c.name == self.name)
+                .where(xero_tokens.c.refresh_owner == owner)
+                .values(refresh_owner=None, refresh_claim_until=None)
+            )
 
     def clear(self) -> None:
         with self.engine.begin() as conn:

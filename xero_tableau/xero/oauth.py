@@ -24,6 +24,7 @@ class TokenSet:
     expires_at: float
     refresh_token: str | None = field(default=None, repr=False)
     scope: str = ""
+    refresh_issued_at: float = 0.0  # when Xero issued the refresh token (its 60-day idle clock)
 
     @classmethod
     def from_response(cls, body: dict, received_at: float | None = None) -> "TokenSet":
@@ -33,6 +34,7 @@ class TokenSet:
             expires_at=received_at + float(body.get("expires_in", 1800)),
             refresh_token=body.get("refresh_token"),
             scope=body.get("scope", ""),
+            refresh_issued_at=received_at,
         )
 
     def expires_within(self, seconds: float, now: float | None = None) -> bool:

@@ -1,0 +1,332 @@
+"""The Xero client the connector reads with: rate-limited, retrying, and frugal with calls.
+
+- every call passes the shared rate limiter (per tenant: 5 in flight, 60 a minute, the daily
+  budget; 10,000 a minute app-wide), which defers work with ``DailyBudgetExhausted`` instead of
+  hammering a spent budget;
+- 429 honours ``Retry-After`` (and tells the limiter, so other processes hold back too), 503 and
+  lost connections back off exponentially, 401 refreshes the token once;
+- paged endpoints are read 1,000 at a time; a window of ``UpdatedDateUTC`` is read with
+  If-Modified-Since in ``UpdatedDateUTC`` order, advancing the If-Modified-Since cursor to the last
+  record's second (keyset paging: a record edited during the read cannot shift another out of
+  view) and stopping as soon as a page passes the window's end;
+- lookups by id go in batches of 50 (Xero answers 404 past about 50 GUIDs).
+"""
+
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+
+from xero_tableau.xero.api import (
+    ACCOUNTING_PATH,
+    Tenant,
+    check_tenant_id,
+    format_if_modified_since,
+    raise_for_status,
+)
+from xero_tableau.xero.errors import (
+    XeroAuthError,
+    XeroUnavailable,
+)
+from xero_tableau.xero.ratelimit import SharedRateLimiter
+
+log = logging.getLogger(__name__)
+
+PAGED_ENDPOINTS = frozenset(
+    {
+        "Invoices",
+        "Contacts",
+        "CreditNotes",
+        "BankTransactions",
+        "ManualJournals",
+        "Payments",
+        "PurchaseOrders",
+        "Prepayments",
+        "Overpayments",
+    }
+)
+MODIFIED_SINCE_ENDPOINTS = PAGED_ENDPOINTS | {"Accounts"}
+IDS_ENDPOINTS = frozenset({"Invoices", "Contacts"})
+ID_FIELDS = {
+    "Invoices": "InvoiceID",
+    "Contacts": "ContactID",
+    "CreditNotes": "CreditNoteID",
+    "BankTransactions": "BankTransactionID",
+    "ManualJournals": "ManualJournalID",
+    "Payments": "PaymentID",
+    "PurchaseOrders": "PurchaseOrderID",
+    "Prepayments": "PrepaymentID",
+    "Overpayments": "OverpaymentID",
+    "Accounts": "AccountID",
+    "TrackingCategories": "TrackingCategoryID",
+    "TaxRates": "TaxType",
+    "Currencies": "Code",
+}
+MAX_IDS_PER_CALL = 50
+MAX_PAGE_SIZE = 1000
+_MS = re.compile(r"/Date\((-?\d+)")
+
+
+@dataclass
+class CallStats:
+    """What a read cost: reported in Dagster metadata and by the benchmarks."""
+
+    calls: int = 0
+    http_429: int = 0
+    http_503: int = 0
+    retries: int = 0
+    token_refreshes: int = 0
+    day_remaining: dict[str, int] = field(default_factory=dict)
+    min_remaining: dict[str, int] = field(default_factory=dict)
+
+
+def updated_ms(record: Mapping) -> int:
+    """Epoch ms of a record's ``UpdatedDateUTC`` (``/Date(ms+0000)/``), without a full parse."""
+    match = _MS.match(str(record.get("UpdatedDateUTC", "")))
+    if match is None:
+        raise ValueError(
+            f"record without a /Date()/ UpdatedDateUTC: {record.get('UpdatedDateUTC')}"
+        )
+    return int(match.group(1))
+
+
+def _ms(when: datetime) -> int:
+    if when.tzinfo is None:
+        raise ValueError("window bounds must be timezone-aware")
+    return int(when.timestamp() * 1000)
+
+
+class XeroClient:
+    """Reads one Xero app's tenants. ``access_token`` and ``refresh`` come from ``XeroSession``."""
+
+    def __init__(
+        self,
+        api_base: str,
+        *,
+        access_token: Callable[[], str],
+        refresh: Callable[[str], str],
+        limiter: SharedRateLimiter | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        max_retries: int = 6,
+        http: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
+        self.api_base = api_base.rstrip("/")
+        self.access_token = access_token
+        self.refresh = refresh
+        self.limiter = limiter
+        self.page_size = page_size
+        self.max_retries = max_retries
+        self.http = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0))
+        self.sleep = sleep
+        self.stats = CallStats()
+
+    def close(self) -> None:
+        self.http.close()
+
+    # --- one call ----------------------------------------------------------------------------
+
+    def connections(self) -> list[Tenant]:
+        response = self._send("GET", f"{self.api_base}/connections", tenant_id=None)
+        return [
+            Tenant(
+                c["tenantId"].lower(), c.get("tenantName") or "", c.get("tenantType", ""), c["id"]
+            )
+            for c in response.json()
+        ]
+
+    def get(
+        self,
+        endpoint: str,
+        tenant_id: str,
+        params: Mapping[str, str | int] | None = None,
+        if_modified_since: datetime | None = None,
+    ) -> dict:
+        headers = {}
+        if if_modified_since is not None:
+            headers["If-Modified-Since"] = format_if_modified_since(if_modified_since)
+        response = self._send(
+            "GET",
+            f"{self.api_base}{ACCOUNTING_PATH}/{endpoint}",
+            tenant_id=check_tenant_id(tenant_id),
+            params=dict(params or {}),
+            headers=headers,
+        )
+        return response.json()
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        tenant_id: str | None,
+        params: dict | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        refreshed = False
+        attempt = 0
+        while True:
+            token = self.access_token()
+            request_headers = {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                **(headers or {}),
+            }
+            if tenant_id is not None:
+                request_headers["xero-tenant-id"] = tenant_id
+            lease = self.limiter.acquire(tenant_id) if self.limiter and tenant_id else None
+            response: httpx.Response | None = None
+            try:
+                self.stats.calls += 1
+                response = self.http.request(method, url, params=params, headers=request_headers)
+            except httpx.TransportError as exc:
+                if attempt >= self.max_retries:
+                    raise XeroUnavailable(f"{url}: no answer from Xero ({exc})") from exc
+                attempt += 1
+                self.stats.retries += 1
+                self._backoff(attempt, f"connection failed ({type(exc).__name__})")
+                continue
+            finally:
+                if lease is not None and self.limiter is not None:
+                    self.limiter.release(lease, response.headers if response is not None else None)
+            self._note_budget(tenant_id, response.headers)
+            status = response.status_code
+            if status == 401 and not refreshed:
+                refreshed = True
+                self.stats.token_refreshes += 1
+                self.refresh(token)
+                continue
+            if status == 429:
+                self.stats.http_429 += 1
+                retry_after = _retry_after(response)
+                problem = response.headers.get("X-Rate-Limit-Problem")
+                if self.limiter is not None and tenant_id is not None:
+                    self.limiter.penalize(tenant_id, retry_after, problem)
+                if attempt >= self.max_retries or (problem == "day" and self.limiter is None):
+                    raise_for_status(response, f"{method} {url}")
+                # With a limiter, a day breach makes the next acquire raise DailyBudgetExhausted:
+                # the work is deferred until Xero's budget is back, never hammered.
+                attempt += 1
+                self.stats.retries += 1
+                log.warning("429 (%s limit): waiting %.1fs as Xero asks", problem, retry_after)
+                if self.limiter is None:
+                    self.sleep(retry_after)
+                continue
+            if status in (500, 502, 503, 504) and attempt < self.max_retries:
+                self.stats.http_503 += status == 503
+                attempt += 1
+                self.stats.retries += 1
+                self._backoff(attempt, f"HTTP {status}")
+                continue
+            try:
+                raise_for_status(response, f"{method} {url.removeprefix(self.api_base)}")
+            except XeroAuthError as exc:
+                raise XeroAuthError(
+                    f"{exc} even after a token refresh: the connection may have been revoked in "
+                    "Xero; run `xero-tableau connect` to consent again",
+                    status=401,
+                ) from exc
+            return response
+
+    def _backoff(self, attempt: int, why: str) -> None:
+        delay = min(60.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        log.warning("%s; retry %d in %.1fs", why, attempt, delay)
+        self.sleep(delay)
+
+    def _note_budget(self, tenant_id: str | None, headers: Mapping[str, str]) -> None:
+        if tenant_id is None:
+            return
+        for header, target in (
+            ("X-DayLimit-Remaining", self.stats.day_remaining),
+            ("X-MinLimit-Remaining", self.stats.min_remaining),
+        ):
+            value = headers.get(header)
+            if value is not None and value.lstrip("-").isdigit():
+                target[tenant_id] = int(value)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def read_all(self, endpoint: str, tenant_id: str, **params: str | int) -> Iterator[list[dict]]:
+        """Every record of an endpoint, page by page (one call for the unpaged ones)."""
+        if endpoint not in PAGED_ENDPOINTS:
+            body = self.get(endpoint, tenant_id, params)
+            yield body.get(endpoint, body.get("Organisations", []))
+            return
+        yield from self.read_window(endpoint, tenant_id, None, None, **params)
+
+    def read_window(
+        self,
+        endpoint: str,
+        tenant_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        **params: str | int,
+    ) -> Iterator[list[dict]]:
+        """Records with ``start <= UpdatedDateUTC < end`` (None: open), in UpdatedDateUTC order,
+        each exactly once, a page at a time."""
+        if endpoint not in PAGED_ENDPOINTS:
+            raise ValueError(f"{endpoint} is not paged; use read_all")
+        start_ms = _ms(start) if start is not None else None
+        end_ms = _ms(end) if end is not None else None
+        cursor_s = start_ms // 1000 if start_ms is not None else None
+        page = 1
+        seen_at_cursor: set[str] = set()  # ids already yielded from the cursor's second
+        id_field = ID_FIELDS[endpoint]
+        query = {**params, "order": "UpdatedDateUTC ASC", "pageSize": self.page_size}
+        while True:
+            since = datetime.fromtimestamp(cursor_s, UTC) if cursor_s is not None else None
+            body = self.get(endpoint, tenant_id, {**query, "page": page}, since)
+            items: list[dict] = body.get(endpoint, [])
+            fresh = []
+            for record in items:
+                ms = updated_ms(record)
+                if ms // 1000 == cursor_s and record[id_field] in seen_at_cursor:
+                    continue
+                if (start_ms is None or ms >= start_ms) and (end_ms is None or ms < end_ms):
+                    fresh.append(record)
+            if fresh:
+                yield fresh
+            if len(items) < self.page_size:
+                return
+            last_ms = updated_ms(items[-1])
+            if end_ms is not None and last_ms >= end_ms:
+                return  # the rest of the window's records came before this page's end
+            last_s = last_ms // 1000
+            if last_s == cursor_s:
+                page += 1  # a whole page within one second: page on at the same cursor
+                seen_at_cursor.update(r[id_field] for r in items)
+            else:
+                cursor_s, page = last_s, 1
+                seen_at_cursor = {r[id_field] for r in items if updated_ms(r) // 1000 == last_s}
+
+    def read_ids(self, endpoint: str, tenant_id: str, ids: Iterable[str]) -> list[dict]:
+        """Records by id, 50 per call."""
+        if endpoint not in IDS_ENDPOINTS:
+            raise ValueError(f"{endpoint} does not take IDs; read a window instead")
+        unique = list(dict.fromkeys(i.lower() for i in ids))
+        found: list[dict] = []
+        for i in range(0, len(unique), MAX_IDS_PER_CALL):
+            batch = unique[i : i + MAX_IDS_PER_CALL]
+            body = self.get(endpoint, tenant_id, {"IDs": ",".join(batch), "page": 1})
+            found.extend(body.get(endpoint, []))
+        return found
+
+    @staticmethod
+    def calls_for_ids(count: int) -> int:
+        return math.ceil(count / MAX_IDS_PER_CALL)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    raw = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return 60.0

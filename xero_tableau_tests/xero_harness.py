@@ -1,0 +1,67 @@
+"""Helpers for tests of the project's Xero client against a running sandbox.
+
+``connected_settings`` points ``Settings`` at a sandbox and a fresh ``XT_HOME``, then runs the real
+``connect`` (consent on a local callback, code exchange, encrypted token store, tenant registry).
+"""
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from xero_tableau.cli import connect, sandbox_env
+from xero_tableau.sandbox.generator import GeneratorConfig
+from xero_tableau.sandbox.server import RunningXeroSandbox, start_xero_sandbox
+from xero_tableau.sandbox.xero_app import XeroSandbox, XeroSandboxConfig
+from xero_tableau.settings import Settings
+from xero_tableau.store.tenants import KnownTenant
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class CallbackSandbox:
+    """A running sandbox whose demo app accepts ``redirect`` (a free local port)."""
+
+    running: RunningXeroSandbox
+    redirect: str
+
+    @property
+    def sandbox(self) -> XeroSandbox:
+        return self.running.sandbox
+
+    @property
+    def base_url(self) -> str:
+        return self.running.base_url
+
+    def stop(self) -> None:
+        self.running.stop()
+
+
+def sandbox_with_callback(
+    config: XeroSandboxConfig | None = None, data: GeneratorConfig | None = None
+) -> CallbackSandbox:
+    redirect = f"http://localhost:{free_port()}/callback"
+    config = config or XeroSandboxConfig()
+    config.redirect_uris = (redirect,)
+    running = start_xero_sandbox(config, data or GeneratorConfig(tenants=2, invoice_lines=400))
+    return CallbackSandbox(running, redirect)
+
+
+def settings_for(sandbox: CallbackSandbox, home: Path, **extra: str) -> Settings:
+    env = sandbox_env(sandbox.base_url, home)
+    env["XERO_REDIRECT_URI"] = sandbox.redirect
+    env.update(extra)
+    return Settings.from_env(env)
+
+
+def connected_settings(
+    sandbox: CallbackSandbox, home: Path, **extra: str
+) -> tuple[Settings, list[KnownTenant]]:
+    """Settings for ``sandbox`` under ``home``, after the real ``connect``."""
+    settings = settings_for(sandbox, home, **extra)
+    tenants = connect(settings, follow_with_http=True)
+    return settings, tenants
