@@ -73,7 +73,12 @@ def main() -> None:
 
             # One day on which 500 invoices changed (today: the data ends yesterday).
             writer = SandboxWriter(sandbox.sandbox)
-            for invoice_id in sorted(data.collections["Invoices"])[: args.changed]:
+            editable = sorted(
+                rid
+                for rid, record in data.collections["Invoices"].items()
+                if record["Status"] not in ("VOIDED", "DELETED")
+            )
+            for invoice_id in editable[: args.changed]:
                 with sandbox.sandbox.dataset.lock:
                     writer.update(tenant, "Invoices", invoice_id, {"Reference": "bench edit"})
             today = sandbox.sandbox.clock.now().date()

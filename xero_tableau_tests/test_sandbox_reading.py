@@ -283,6 +283,10 @@ def test_where_clauses_match_a_python_filter(xero: XeroConnection, invoices: lis
             'Type=="ACCPAY" AND AmountDue > 0',
             lambda r: r["Type"] == "ACCPAY" and r["AmountDue"] > 0,
         ),
+        (
+            'Status=="VOIDED" || Type=="ACCPAY" && Status=="DRAFT"',
+            lambda r: r["Status"] == "VOIDED" or (r["Type"] == "ACCPAY" and r["Status"] == "DRAFT"),
+        ),
     ]
     for where, keep in cases:
         expected = sorted(r["InvoiceID"] for r in invoices if keep(r))

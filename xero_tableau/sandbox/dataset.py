@@ -185,8 +185,12 @@ class TenantData:
         default_factory=lambda: {name: {} for name in ENTITIES}
     )
 
+    # endpoint -> (UpdatedDateUTC ms ascending, record ids in that order); rebuilt after a write
+    _by_updated: dict[str, tuple[list[int], list[str]]] = field(default_factory=dict, repr=False)
+
     def put(self, endpoint: str, record: dict) -> None:
         """Insert or replace a record, keeping the instants index in step."""
+        self._by_updated.pop(endpoint, None)
         spec = ENTITIES[endpoint]
         record_id = str(record[spec.id_field])
         updated = record.get("UpdatedDateUTC")
@@ -196,6 +200,16 @@ class TenantData:
             parse_ms_date(updated) if updated else 0,
             parse_ms_date(when) if when else 0,
         )
+
+    def by_updated(self, endpoint: str) -> tuple[list[int], list[str]]:
+        """Record ids sorted by (UpdatedDateUTC, id), with their UpdatedDateUTC ms alongside: the
+        order incremental readers ask for, kept so a page costs a slice, not a sort."""
+        cached = self._by_updated.get(endpoint)
+        if cached is None:
+            pairs = sorted((upd, rid) for rid, (upd, _when) in self.instants[endpoint].items())
+            cached = ([upd for upd, _ in pairs], [rid for _, rid in pairs])
+            self._by_updated[endpoint] = cached
+        return cached
 
     def get(self, endpoint: str, record_id: str) -> dict | None:
         return self.collections[endpoint].get(record_id)

@@ -297,6 +297,11 @@ class IdentityService:
                 raise AccessDenied(f"TokenExpired: token expired at {expired}")
             return self._grants[state.grant_id]
 
+    def issued_tokens(self) -> list[str]:
+        """Every access and refresh token ever issued (tests grep for them in what we store)."""
+        with self._lock:
+            return [*self._access, *self._refresh]
+
     # --- internals ---------------------------------------------------------------------------
 
     def _issue(self, grant: Grant, *, with_refresh: bool) -> dict:
@@ -330,6 +335,25 @@ class IdentityService:
             "token_type": "Bearer",
             "scope": " ".join(sorted(grant.scopes)),
         }
+        if "openid" in grant.scopes:
+            identity_claims = {
+                "iss": self.issuer_url,
+                "aud": grant.client_id,
+                "iat": int(now),
+                "exp": int(now + 300),
+                "sub": claims["sub"],
+                "xero_userid": grant.user_id,
+                "email": "demo@sandbox.invalid",
+                "given_name": "Sandbox",
+                "family_name": "User",
+            }
+            body["id_token"] = ".".join(
+                (
+                    _b64url(json.dumps(header).encode()),
+                    _b64url(json.dumps(identity_claims).encode()),
+                    _b64url(secrets.token_bytes(64)),
+                )
+            )
         if with_refresh:
             refresh_token = secrets.token_hex(32)
             self._refresh[refresh_token] = RefreshTokenState(grant.auth_event_id, now)

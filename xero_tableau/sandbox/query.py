@@ -1,8 +1,9 @@
 """Reading semantics of the Accounting API: ``where``, ``order`` and ``If-Modified-Since``.
 
 ``where`` supports the forms connectors use (reference/xero_facts.md §3): comparisons joined by
-``&&`` (and ``AND``) on a field path, with a string, ``GUID("...")``, ``DateTime(y, m, d[, h, mi,
-s])``, a number or a boolean on the right; plus ``Field.Contains("x")`` and ``.StartsWith("x")``.
+``&&``/``AND`` and ``||``/``OR`` on a field path, with a string, ``GUID("...")``,
+``DateTime(y, m, d[, h, mi, s])``, a number or a boolean on the right; plus ``Field.Contains("x")``
+and ``.StartsWith("x")``.
 Anything else is refused with Xero's ``QueryParseException`` (HTTP 400) rather than guessed at.
 """
 
@@ -120,8 +121,11 @@ def _call(field: str, method: str, arg: str) -> Predicate:
 
 
 def parse_where(text: str) -> Predicate:
-    """Compile a where clause into a predicate over (record, updated_ms, date_ms)."""
-    clauses: list[Predicate] = []
+    """Compile a where clause into a predicate over (record, updated_ms, date_ms).
+
+    ``&&``/``AND`` bind tighter than ``||``/``OR``, as in C#, whose syntax Xero's filter follows;
+    parentheses are not supported (400)."""
+    groups: list[list[Predicate]] = [[]]
     pos = 0
     expect_term = True
     text = text.strip()
@@ -130,23 +134,23 @@ def parse_where(text: str) -> Predicate:
         if match is None or match.end() == pos:
             raise QueryError(f"Unable to parse where clause near: {text[pos : pos + 40]!r}")
         pos = match.end()
-        if match.group("or"):
-            raise QueryError("OR is not supported by the sandbox; use explicit parameters")
-        if match.group("and"):
+        if match.group("or") or match.group("and"):
             if expect_term:
-                raise QueryError(f"Unexpected && in where clause: {text!r}")
+                raise QueryError(f"Unexpected operator in where clause: {text!r}")
+            if match.group("or"):
+                groups.append([])
             expect_term = True
             continue
         if not expect_term:
             raise QueryError(f"Missing && between conditions in where clause: {text!r}")
         if match.group("call"):
-            clauses.append(_call(match["callfield"], match["method"], match["callarg"]))
+            groups[-1].append(_call(match["callfield"], match["method"], match["callarg"]))
         else:
-            clauses.append(_comparison(match["field"], match["op"], match["value"]))
+            groups[-1].append(_comparison(match["field"], match["op"], match["value"]))
         expect_term = False
     if expect_term:
         raise QueryError(f"Incomplete where clause: {text!r}")
-    return lambda r, u, w: all(clause(r, u, w) for clause in clauses)
+    return lambda r, u, w: any(all(c(r, u, w) for c in group) for group in groups)
 
 
 def parse_order(text: str) -> list[tuple[str, bool]]:

@@ -18,6 +18,7 @@ import random
 import re
 import threading
 import uuid
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -463,6 +464,10 @@ async def _inject_faults(sandbox: XeroSandbox) -> Response | None:
         status = 503
     if status is None:
         return None
+    if status == 429:  # as the limiter would answer it
+        headers = {"Retry-After": "1", "X-Rate-Limit-Problem": "minute"}
+        body = {"Title": "Too Many Requests", "Status": 429, "Detail": "minute"}
+        return JSONResponse(body, status_code=429, headers=headers)
     text = "Service Unavailable" if status == 503 else "Internal Server Error"
     return Response(text, status_code=status, media_type="text/plain", headers={})
 
@@ -537,10 +542,45 @@ def _csv(value: str) -> list[str]:
     return [part.strip().strip('"') for part in value.split(",") if part.strip()]
 
 
+class _UpdatedOrderRows:
+    """The records from position ``start`` of the UpdatedDateUTC index, built only when sliced."""
+
+    def __init__(self, tenant: TenantData, endpoint: str, start: int) -> None:
+        self.tenant, self.endpoint, self.start = tenant, endpoint, start
+        self.updated, self.ids = tenant.by_updated(endpoint)
+
+    def __len__(self) -> int:
+        return len(self.ids) - self.start
+
+    def __getitem__(self, window: slice) -> list[tuple[dict, int, int]]:
+        lo, hi, _ = window.indices(len(self))
+        records = self.tenant.collections[self.endpoint]
+        instants = self.tenant.instants[self.endpoint]
+        chosen = self.ids[self.start + lo : self.start + hi]
+        return [(records[rid], *instants[rid]) for rid in chosen]
+
+
+_FILTER_PARAMS = ("IDs", "InvoiceNumbers", "ContactIDs", "Statuses", "where", "Status")
+
+
 def _select(
     tenant: TenantData, spec: EntitySpec, params: Any, if_modified_since: str | None
-) -> list[tuple[dict, int, int]]:
+) -> "list[tuple[dict, int, int]] | _UpdatedOrderRows":
     """Filter and sort one endpoint's records as the query asks."""
+    order_text = " ".join((params.get("order") or spec.default_order).split()).lower()
+    if (
+        order_text in ("updateddateutc", "updateddateutc asc")
+        and not any(params.get(name) for name in _FILTER_PARAMS)
+        and not params.get("DateFrom")
+        and not params.get("DateTo")
+        and not spec.include_archived
+    ):
+        # The incremental reader's query: a slice of the UpdatedDateUTC index.
+        start = 0
+        if if_modified_since and spec.modified_since:
+            since_ms = parse_if_modified_since(if_modified_since) // 1000 * 1000
+            start = bisect_left(tenant.by_updated(spec.endpoint)[0], since_ms)
+        return _UpdatedOrderRows(tenant, spec.endpoint, start)
     rows = list(tenant.records(spec.endpoint))
     if spec.takes_ids and params.get("IDs"):
         ids = [i.lower() for i in _csv(params["IDs"])]

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, overload
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -713,18 +713,24 @@ _MAX_ERRORS = 5
 
 @dataclass(frozen=True)
 class RejectedRecord:
-    """A record that failed validation: kept raw so it can be archived, inspected or replayed."""
+    """A record that failed validation: kept raw so it can be archived, inspected or replayed.
+
+    ``raw`` is the record as given (``{"value": item}`` when the item was not a JSON object).
+    """
 
     record_id: str | None
     reason: str
     raw: dict[str, Any]
 
 
+_M = TypeVar("_M", bound=XeroModel)
+
+
 @dataclass
-class ParseResult:
+class ParseResult(Generic[_M]):
     """The records of a batch that validated, and the ones that did not (in input order)."""
 
-    records: list[XeroModel] = field(default_factory=list)
+    records: list[_M] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
 
 
@@ -755,11 +761,52 @@ def _record_id(raw: Mapping[str, Any], id_field: str) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def parse_records(entity: str, raw: Iterable[Any]) -> ParseResult:
+@overload
+def parse_records(entity: Literal["Invoices"], raw: Iterable[Any]) -> ParseResult[Invoice]: ...
+@overload
+def parse_records(
+    entity: Literal["CreditNotes"], raw: Iterable[Any]
+) -> ParseResult[CreditNote]: ...
+@overload
+def parse_records(entity: Literal["Payments"], raw: Iterable[Any]) -> ParseResult[Payment]: ...
+@overload
+def parse_records(
+    entity: Literal["BankTransactions"], raw: Iterable[Any]
+) -> ParseResult[BankTransaction]: ...
+@overload
+def parse_records(
+    entity: Literal["ManualJournals"], raw: Iterable[Any]
+) -> ParseResult[ManualJournal]: ...
+@overload
+def parse_records(
+    entity: Literal["PurchaseOrders"], raw: Iterable[Any]
+) -> ParseResult[PurchaseOrder]: ...
+@overload
+def parse_records(entity: Literal["Contacts"], raw: Iterable[Any]) -> ParseResult[Contact]: ...
+@overload
+def parse_records(entity: Literal["Accounts"], raw: Iterable[Any]) -> ParseResult[Account]: ...
+@overload
+def parse_records(
+    entity: Literal["TrackingCategories"], raw: Iterable[Any]
+) -> ParseResult[TrackingCategory]: ...
+@overload
+def parse_records(entity: Literal["TaxRates"], raw: Iterable[Any]) -> ParseResult[TaxRate]: ...
+@overload
+def parse_records(entity: Literal["Currencies"], raw: Iterable[Any]) -> ParseResult[Currency]: ...
+@overload
+def parse_records(
+    entity: Literal["Organisation"], raw: Iterable[Any]
+) -> ParseResult[Organisation]: ...
+@overload
+def parse_records(entity: str, raw: Iterable[Any]) -> ParseResult[Any]: ...
+def parse_records(entity: str, raw: Iterable[Any]) -> ParseResult[Any]:
     """Validate the records of one endpoint; a bad record is reported, never fatal to the batch.
 
-    ``entity`` is the endpoint name (a key of :data:`ENTITY_MODELS`). Each rejected record keeps
-    its id (from :data:`ID_FIELDS`, None when absent), a readable reason and the raw dict.
+    ``entity`` is the endpoint name (a key of :data:`ENTITY_MODELS`); with a literal name the
+    result is typed, e.g. ``parse_records("Invoices", raw).records`` is ``list[Invoice]``. Each
+    rejected record keeps its id (from :data:`ID_FIELDS`, None when absent), a readable reason and
+    the raw dict. Pass a list rather than a lazy generator: the cyclic GC is paused while ``raw``
+    is consumed.
     """
     try:
         model = ENTITY_MODELS[entity]
@@ -768,7 +815,7 @@ def parse_records(entity: str, raw: Iterable[Any]) -> ParseResult:
         raise ValueError(f"unknown Xero entity {entity!r}; expected one of: {known}") from None
     id_field = ID_FIELDS[entity]
     validate = model.model_validate
-    result = ParseResult()
+    result: ParseResult[Any] = ParseResult()
     records, rejected = result.records, result.rejected
     # Validation allocates millions of small acyclic objects (models, Decimals, lists); with the
     # cyclic GC running, each generation-2 pass rescans the whole input batch, which more than
