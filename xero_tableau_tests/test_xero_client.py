@@ -160,8 +160,18 @@ def test_xero_errors_are_clear(sandboxes: list[CallbackSandbox], tmp_path: Path)
         with pytest.raises(ValueError, match="GUID"):
             xero.client.get("Invoices", "not-a-tenant")
         sandbox.sandbox.identity.disconnect_tenant_everywhere(tenant)
-        with pytest.raises(XeroForbidden, match="disconnected"):
+        with pytest.raises(XeroForbidden, match="not connected to this app"):
             xero.client.get("Invoices", tenant)
+
+
+def test_a_missing_scope_is_named(sandboxes: list[CallbackSandbox], tmp_path: Path) -> None:
+    sandbox = _start(sandboxes)
+    scopes = "openid offline_access accounting.transactions.read accounting.contacts.read"
+    settings, tenants = connected_settings(sandbox, tmp_path, XERO_SCOPES=scopes)
+    with open_xero(settings) as xero:
+        assert xero.client.get("Invoices", tenants[0].tenant_id)["Invoices"]
+        with pytest.raises(XeroForbidden, match=r"lacks the scope \(accounting.settings.read\)"):
+            xero.client.get("Accounts", tenants[0].tenant_id)
 
 
 def _read_in_process(env: dict[str, str], tenant: str, out: "multiprocessing.Queue") -> None:

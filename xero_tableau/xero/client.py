@@ -32,6 +32,8 @@ from xero_tableau.xero.api import (
 )
 from xero_tableau.xero.errors import (
     XeroAuthError,
+    XeroError,
+    XeroForbidden,
     XeroUnavailable,
 )
 from xero_tableau.xero.ratelimit import SharedRateLimiter
@@ -67,6 +69,21 @@ ID_FIELDS = {
     "TrackingCategories": "TrackingCategoryID",
     "TaxRates": "TaxType",
     "Currencies": "Code",
+}
+# The scopes that open each endpoint: the broad one, or the 2026 granular one.
+SCOPES_FOR = {
+    "Invoices": ("accounting.transactions", "accounting.invoices"),
+    "CreditNotes": ("accounting.transactions", "accounting.invoices"),
+    "PurchaseOrders": ("accounting.transactions", "accounting.invoices"),
+    "Payments": ("accounting.transactions", "accounting.payments"),
+    "BankTransactions": ("accounting.transactions", "accounting.banktransactions"),
+    "ManualJournals": ("accounting.transactions", "accounting.manualjournals"),
+    "Contacts": ("accounting.contacts",),
+    "Accounts": ("accounting.settings",),
+    "TrackingCategories": ("accounting.settings",),
+    "TaxRates": ("accounting.settings",),
+    "Currencies": ("accounting.settings",),
+    "Organisation": ("accounting.settings",),
 }
 MAX_IDS_PER_CALL = 50
 MAX_PAGE_SIZE = 1000
@@ -234,7 +251,30 @@ class XeroClient:
                     "Xero; run `xero-tableau connect` to consent again",
                     status=401,
                 ) from exc
+            except XeroForbidden as exc:
+                if tenant_id is None:
+                    raise
+                raise XeroForbidden(self._explain_403(tenant_id, url), status=403) from exc
             return response
+
+    def _explain_403(self, tenant_id: str, url: str) -> str:
+        """Name the cause of a 403: a disconnected (or unknown) tenant, or a missing scope."""
+        endpoint = url.split(ACCOUNTING_PATH + "/", 1)[-1].split("/", 1)[0]
+        try:
+            connected = {t.tenant_id for t in self.connections()}
+        except XeroError:
+            connected = None
+        if connected is not None and tenant_id not in connected:
+            return (
+                f"Xero refused tenant {tenant_id}: it is not connected to this app (disconnected "
+                "in Xero, or a demo company that was reset). Run `xero-tableau connect` to "
+                "reconnect it, or remove it from the tenant list."
+            )
+        scopes = " or ".join(f"{s}.read" for s in SCOPES_FOR.get(endpoint, ()))
+        return (
+            f"Xero refused {endpoint} for tenant {tenant_id}: the app lacks the scope "
+            f"({scopes or 'unknown'}). Add it to XERO_SCOPES and run `xero-tableau connect`."
+        )
 
     def _backoff(self, attempt: int, why: str) -> None:
         delay = min(60.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
