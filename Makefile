@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XT_HOME ?= $(CURDIR)/.xero_tableau
+# Run the tools as if the venv were activated (dg warns otherwise).
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: demo dev test lint typecheck defs pytest bench clean venv
 

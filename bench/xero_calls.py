@@ -31,7 +31,7 @@ SPEED = 60.0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description="Xero API calls per read, against the sandbox")
     parser.add_argument("--invoices", type=int, default=100_000)
     parser.add_argument("--changed", type=int, default=500)
     args = parser.parse_args()

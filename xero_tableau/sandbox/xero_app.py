@@ -19,6 +19,7 @@ import re
 import threading
 import uuid
 from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -551,6 +552,9 @@ class _UpdatedOrderRows:
 
     def __len__(self) -> int:
         return len(self.ids) - self.start
+
+    def __iter__(self) -> Iterator[tuple[dict, int, int]]:
+        return iter(self[0 : len(self)])
 
     def __getitem__(self, window: slice) -> list[tuple[dict, int, int]]:
         lo, hi, _ = window.indices(len(self))

@@ -214,6 +214,7 @@ class XeroClient:
             finally:
                 if lease is not None and self.limiter is not None:
                     self.limiter.release(lease, response.headers if response is not None else None)
+            assert response is not None  # a transport error either retried or raised above
             self._note_budget(tenant_id, response.headers)
             status = response.status_code
             if status == 401 and not refreshed:
