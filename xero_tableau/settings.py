@@ -12,6 +12,7 @@ from pathlib import Path
 from xero_tableau.xero.oauth import DEFAULT_SCOPES
 
 AUTH_MODES = ("authorization_code", "client_credentials")
+OPTIONAL_ENTITIES = ("credit_notes", "manual_journals", "purchase_orders")
 PUBLISH_MODES = ("replace", "incremental")
 
 
@@ -42,6 +43,7 @@ class Settings:
     tableau_pat_secret: str | None = field(repr=False)
     tableau_project: str
     tableau_publish_mode: str
+    disabled_entities: frozenset[str] = frozenset()
 
     @property
     def lake_dir(self) -> Path:
@@ -96,6 +98,16 @@ class Settings:
         if publish_mode not in PUBLISH_MODES:
             raise ConfigError(f"TABLEAU_PUBLISH_MODE must be one of {', '.join(PUBLISH_MODES)}")
         routing = get("XT_ROUTING_FILE")
+        disabled = frozenset(
+            part.strip()
+            for part in (get("XT_DISABLED_ENTITIES", "") or "").split(",")
+            if part.strip()
+        )
+        if not disabled <= set(OPTIONAL_ENTITIES):
+            raise ConfigError(
+                f"XT_DISABLED_ENTITIES may name only {', '.join(OPTIONAL_ENTITIES)}; "
+                f"got {', '.join(sorted(disabled - set(OPTIONAL_ENTITIES)))}"
+            )
         return cls(
             home=home,
             database_url=get("XT_DATABASE_URL") or f"sqlite:///{home / 'state.db'}",
@@ -120,4 +132,5 @@ class Settings:
             tableau_pat_secret=get("TABLEAU_PAT_SECRET"),
             tableau_project=get("TABLEAU_PROJECT", "Xero") or "Xero",
             tableau_publish_mode=publish_mode,
+            disabled_entities=disabled,
         )

@@ -5,8 +5,10 @@ tables that are missing (the schema only grows; a migration tool can come when i
 """
 
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 metadata = sa.MetaData()
@@ -41,11 +43,31 @@ xero_tenants = sa.Table(
 )
 
 
+def normalize_url(url: str) -> str:
+    """``postgresql://`` means the psycopg2 driver dagster-postgres already installs (SQLAlchemy
+    2.1 would otherwise look for psycopg 3)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url.removeprefix(prefix)
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers work while a writer commits; NORMAL sync is durable across crashes of the
+    # process (not of the OS) and halves the cost of the limiter's short write transactions.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def connect(url: str) -> Engine:
     """An engine for ``url`` with every table created; SQLite folders are made as needed."""
+    url = normalize_url(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine)

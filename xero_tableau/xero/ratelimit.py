@@ -308,8 +308,8 @@ class SharedRateLimiter:
             scope, until, problem = max(blocks, key=lambda row: row[1])
             blocked_until = _utc(until)
             blocked_reason = f"{'app' if scope == APP_SCOPE else 'tenant'} {problem or '429'}"
-            if problem == "day" and scope != APP_SCOPE:
-                day_remaining = 0
+        if any(problem == "day" and scope != APP_SCOPE for scope, _, problem in blocks):
+            day_remaining = 0
         return {
             "in_flight": in_flight,
             "last_minute": last_minute,

@@ -1,0 +1,167 @@
+"""``xero-tableau sync``: one full sync of every tenant through Dagster, for cron users and CI.
+
+Per tenant, three real Dagster runs recorded in the instance (the one at ``DAGSTER_HOME``, or
+``XT_HOME/dagster``), so they show in the UI like any other:
+
+1. the reference snapshots (organisation, accounts, tracking categories, tax rates, currencies);
+2. the raw entities over every day since the organisation was created, as one single run (one
+   paged If-Modified-Since read per entity);
+3. the normalized tables with their checks, then the .hyper extracts.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from xero_tableau.defs.partitions import HISTORY_START, XERO_TENANTS, day_range_tags
+from xero_tableau.defs.raw_assets import RAW_ENTITIES
+from xero_tableau.defs.reference_assets import REFERENCE_ENTITIES
+from xero_tableau.defs.table_assets import TABLE_KEYS
+from xero_tableau.settings import Settings
+from xero_tableau.store import raw_lake
+from xero_tableau.store.tenants import KnownTenant, record_connections
+from xero_tableau.xero.connection import open_xero
+from xero_tableau.xero.dates import parse_xero_datetime
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+REFERENCE_KEYS = [dg.AssetKey(["xero", "raw", n]) for n, _p in REFERENCE_ENTITIES.values()]
+RAW_KEYS = [dg.AssetKey(["xero", "raw", n]) for n in RAW_ENTITIES.values()]
+EXTRACTS_KEY = dg.AssetKey(["tableau", "extracts"])
+
+
+@dataclass
+class TenantSummary:
+    tenant_id: str
+    name: str
+    runs: list[str] = field(default_factory=list)
+    calls: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0
+    failed_checks: list[str] = field(default_factory=list)
+
+
+def register_tenants(settings: Settings, instance: dg.DagsterInstance) -> list[KnownTenant]:
+    """Read /connections, record the tenants and add any new one as a partition."""
+    with open_xero(settings) as xero:
+        tenants = xero.client.connections()
+        known = record_connections(
+            xero.engine, ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants)
+        )
+    active = [t for t in known if t.active]
+    existing = set(instance.get_dynamic_partitions(XERO_TENANTS))
+    new = [t.tenant_id for t in active if t.tenant_id not in existing]
+    if new:
+        instance.add_dynamic_partitions(XERO_TENANTS, new)
+    return active
+
+
+def _history_start(settings: Settings, tenant_id: str) -> date:
+    """The day the organisation was created: no record can have been updated before it."""
+    organisation = raw_lake.read_reference(settings.lake_dir, tenant_id, "Organisation")
+    created = organisation[0].get("CreatedDateUTC") if organisation else None
+    if created:
+        return parse_xero_datetime(created).date()
+    return date.fromisoformat(HISTORY_START)
+
+
+def _calls(result: dg.ExecuteInProcessResult) -> int:
+    """API calls a run spent. A ranged run repeats its metadata on every partition's event, so
+    count each asset once."""
+    per_asset: dict[dg.AssetKey, int] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        value = materialization.metadata.get("xero/calls")
+        if value is not None:
+            per_asset[materialization.asset_key] = int(value.value)  # type: ignore[arg-type]
+    return sum(per_asset.values())
+
+
+def sync_all(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    definitions: dg.Definitions,
+    say: Callable[[str], None],
+) -> list[TenantSummary]:
+    assets = [a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    resources = dict(definitions.resources or {})
+    tenants = register_tenants(settings, instance)
+    if not tenants:
+        say("No Xero organisation is connected: run `xero-tableau connect` first.")
+        return []
+    today = datetime.now(UTC).date()
+    summaries = []
+    for tenant in tenants:
+        summary = TenantSummary(tenant.tenant_id, tenant.name)
+        say(f"\n{tenant.name} ({tenant.tenant_id})")
+
+        def run(
+            label: str,
+            keys: list[dg.AssetKey],
+            summary: TenantSummary = summary,
+            **kwargs: object,
+        ) -> dg.ExecuteInProcessResult:
+            started = datetime.now(UTC)
+            result = dg.materialize(
+                assets,
+                selection=dg.AssetSelection.assets(*keys),
+                instance=instance,
+                resources=resources,
+                run_config=QUIET_RUN_CONFIG,
+                **kwargs,  # type: ignore[arg-type]
+            )
+            seconds = (datetime.now(UTC) - started).total_seconds()
+            calls = _calls(result)
+            summary.runs.append(result.run_id)
+            summary.calls += calls
+            say(f"  {label:<34} run {result.run_id[:8]}  {calls:>4} calls  {seconds:5.1f}s")
+            return result
+
+        run("reference snapshots", REFERENCE_KEYS, partition_key=tenant.tenant_id)
+        first = _history_start(settings, tenant.tenant_id)
+        run(
+            f"raw entities {first} .. {today}",
+            RAW_KEYS,
+            tags=day_range_tags(tenant.tenant_id, first, today),
+        )
+        result = run(
+            "tables, checks and .hyper extracts",
+            [*TABLE_KEYS.values(), EXTRACTS_KEY],
+            partition_key=tenant.tenant_id,
+        )
+        for event in result.get_asset_materialization_events():
+            materialization = event.materialization
+            if materialization.asset_key != EXTRACTS_KEY:
+                continue
+            rows = materialization.metadata["rows_per_table"].value
+            if isinstance(rows, dict):
+                summary.rows = {str(k): int(v) for k, v in rows.items()}  # type: ignore[arg-type]
+        for evaluation in result.get_asset_check_evaluations():
+            if not evaluation.passed:
+                key = "/".join(evaluation.asset_key.path)
+                summary.failed_checks.append(f"{key}:{evaluation.check_name}")
+        summary.quarantined = len(raw_lake.quarantined(settings.lake_dir, tenant.tenant_id))
+        summaries.append(summary)
+    return summaries
+
+
+def print_summary(
+    settings: Settings, summaries: list[TenantSummary], say: Callable[[str], None]
+) -> None:
+    if not summaries:
+        return
+    tables = list(TABLE_KEYS)
+    say("\nRows per table:")
+    say("  " + f"{'table':<28}" + "".join(f"{s.name[:22]:>24}" for s in summaries))
+    for table in tables:
+        say("  " + f"{table:<28}" + "".join(f"{s.rows.get(table, 0):>24,}" for s in summaries))
+    say("  " + f"{'Xero API calls':<28}" + "".join(f"{s.calls:>24,}" for s in summaries))
+    say("  " + f"{'quarantined records':<28}" + "".join(f"{s.quarantined:>24,}" for s in summaries))
+    for summary in summaries:
+        if summary.failed_checks:
+            say(f"  failed checks for {summary.name}: {', '.join(summary.failed_checks)}")
+    say(f"\n.hyper files, one per table (Tableau Desktop opens them): {settings.hyper_dir}")
+    for summary in summaries:
+        say(f"  {Path(settings.hyper_dir) / summary.tenant_id}")

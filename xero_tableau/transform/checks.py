@@ -1,0 +1,120 @@
+"""Data checks on the normalized tables: pure functions, wired as Dagster asset checks in defs/.
+
+Each returns a ``CheckOutcome`` with the offending ids (a sample), so a failure in the UI says
+which documents to look at, not just that something is off.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as _compute
+
+from xero_tableau.transform.schema import TABLES
+
+# pyarrow.compute's kernels are generated at import time, so type checkers cannot see them.
+pc: Any = _compute
+
+SAMPLE = 20
+
+# fact table -> (record id column, raw entity whose documents carry SubTotal)
+SUBTOTAL_FACTS = {
+    "fct_invoice_lines": ("invoice_id", "Invoices"),
+    "fct_credit_note_lines": ("credit_note_id", "CreditNotes"),
+    "fct_bank_transaction_lines": ("bank_transaction_id", "BankTransactions"),
+    "fct_purchase_order_lines": ("purchase_order_id", "PurchaseOrders"),
+}
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    passed: bool
+    failures: int
+    description: str
+    sample: list[str] = field(default_factory=list)
+
+
+def _outcome(bad: Sequence[str], ok_text: str, bad_text: str) -> CheckOutcome:
+    if not bad:
+        return CheckOutcome(True, 0, ok_text)
+    return CheckOutcome(False, len(bad), bad_text.format(n=len(bad)), list(bad[:SAMPLE]))
+
+
+def _record_column(table_name: str) -> str:
+    return TABLES[table_name].key[1]
+
+
+def unique_keys(table_name: str, table: pa.Table) -> CheckOutcome:
+    key = list(TABLES[table_name].key)
+    counts = table.group_by(key).aggregate([([], "count_all")])
+    dupes = counts.filter(pc.greater(counts["count_all"], 1))
+    bad = ["/".join(str(row[k]) for k in key[1:]) for row in dupes.select(key).to_pylist()]
+    return _outcome(bad, f"{table.num_rows} rows, keys unique", "{n} duplicated key(s)")
+
+
+def single_tenant(table_name: str, table: pa.Table, tenant_id: str) -> CheckOutcome:
+    others = table.filter(pc.not_equal(table["tenant_id"], tenant_id))
+    bad = sorted({str(t) for t in others["tenant_id"].to_pylist()})
+    return _outcome(bad, f"only tenant {tenant_id}", "{n} other tenant id(s) present")
+
+
+def known_accounts(table_name: str, table: pa.Table) -> CheckOutcome:
+    """Lines whose account code does not resolve to an account of the tenant's chart."""
+    if "account_code" not in table.column_names:
+        return CheckOutcome(True, 0, "no account column")
+    unresolved = pc.and_(pc.is_valid(table["account_code"]), pc.is_null(table["account_name"]))
+    rows = table.filter(unresolved)
+    record = _record_column(table_name)
+    bad = [f"{r[record]} (account {r['account_code']})" for r in rows.to_pylist()]
+    return _outcome(bad, "every account code is in the chart", "{n} line(s) with unknown accounts")
+
+
+def known_tracking_options(table_name: str, table: pa.Table) -> CheckOutcome:
+    """Lines whose tracking option id is not an option of the tenant's tracking categories."""
+    record = _record_column(table_name)
+    bad: list[str] = []
+    for slot in (1, 2):
+        option_id = table[f"tracking{slot}_option_id"]
+        unresolved = pc.and_(
+            pc.is_valid(option_id), pc.is_null(table[f"tracking{slot}_option_name"])
+        )
+        for row in table.filter(unresolved).to_pylist():
+            bad.append(f"{row[record]} (option {row[f'tracking{slot}_option_id']})")
+    return _outcome(bad, "every tracking option is known", "{n} unknown tracking option use(s)")
+
+
+def lines_sum_to_subtotal(table_name: str, table: pa.Table, documents: pa.Table) -> CheckOutcome:
+    """sum(net_amount) of each document's lines equals the document's SubTotal (latest version)."""
+    record, _entity = SUBTOTAL_FACTS[table_name]
+    sums: dict[str, Decimal] = {}
+    totals = table.group_by(record).aggregate([("net_amount", "sum")])
+    for row in totals.to_pylist():
+        sums[row[record]] = row["net_amount_sum"] or Decimal(0)
+    latest: dict[str, tuple] = {}
+    for row in documents.select(
+        ["id", "updated_at_utc", "fetched_at_utc", "sub_total"]
+    ).to_pylist():
+        version = (row["updated_at_utc"], row["fetched_at_utc"])
+        if row["id"] not in latest or version > latest[row["id"]][0]:
+            latest[row["id"]] = (version, row["sub_total"])
+    bad = [
+        f"{doc_id} (lines {sums.get(doc_id, Decimal(0))} != SubTotal {subtotal})"
+        for doc_id, (_version, subtotal) in sorted(latest.items())
+        if subtotal is not None and sums.get(doc_id, Decimal(0)) != subtotal
+    ]
+    return _outcome(
+        bad, f"{len(latest)} documents: lines sum to SubTotal", "{n} document(s) out of balance"
+    )
+
+
+def journals_balance(table: pa.Table) -> CheckOutcome:
+    """Each manual journal's lines sum to zero (debits equal credits)."""
+    sums = table.group_by("manual_journal_id").aggregate([("line_amount", "sum")])
+    bad = [
+        f"{row['manual_journal_id']} (sum {row['line_amount_sum']})"
+        for row in sums.to_pylist()
+        if row["line_amount_sum"] not in (None, Decimal(0))
+    ]
+    return _outcome(bad, f"{sums.num_rows} journals balance", "{n} journal(s) out of balance")

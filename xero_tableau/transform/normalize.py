@@ -1,0 +1,843 @@
+"""Raw lake tables of one tenant -> the published fact and dimension tables (schema.TABLES).
+
+Pure and vectorized: every step is Arrow compute or NumPy on whole columns, never a Python loop
+over rows, because a tenant with a million invoice lines must normalize in about a second. The
+only per-item Python is over reference data (accounts, tracking categories: tens of rows).
+
+How it works, per entity:
+
+1. Latest version. The documents of all day partitions are concatenated; an id can occur more
+   than once when the record moved between days. The winner is the highest ``updated_at_utc``,
+   then the latest ``fetched_at_utc`` (then the later partition). A fast path skips the sort
+   when all ids are distinct (the usual case).
+2. Lines of that version only. ``lines.document_row`` indexes the documents table (as returned by
+   :func:`xero_tableau.store.raw_lake.read_entity`), so lines of losing versions are dropped with
+   a boolean gather and each line finds its header by integer position, never by a string join.
+   The alignment is verified (the parent ids must match) and a mismatch raises.
+3. Header fields are derived once per document (flags, kinds, local dates, contact names,
+   effective exchange rate) and gathered to the lines with one ``take`` each.
+4. Accounts and tracking options resolve through hash lookups into the (small) dimensions.
+5. Money is computed on the unscaled integers of the decimal columns (``decimal128(18, 2)``
+   holds cents as an exact 128-bit integer; every value of that type fits an int64), so sums,
+   differences and the base-currency division are exact integer arithmetic, rounded half away
+   from zero like Python's ``ROUND_HALF_UP``; the results are written back as decimal128. Never a
+   float.
+
+This package must never import dagster.
+"""
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS, empty_batch
+from xero_tableau.transform.schema import TABLES, TableSpec, arrow_schema
+from xero_tableau.xero.models import Account, Organisation, TrackingCategory, parse_records
+
+__all__ = ["FACT_SOURCES", "Reference", "normalize", "tracking_slots"]
+
+FACT_SOURCES: dict[str, str] = {
+    "fct_invoice_lines": "Invoices",
+    "fct_payments": "Payments",
+    "fct_bank_transaction_lines": "BankTransactions",
+    "fct_credit_note_lines": "CreditNotes",
+    "fct_manual_journal_lines": "ManualJournals",
+    "fct_purchase_order_lines": "PurchaseOrders",
+    "dim_contacts": "Contacts",
+}
+"""Published table -> the raw entity it is built from (dim_accounts and dim_tracking_options come
+from the reference snapshots)."""
+
+if sys.byteorder != "little":  # the decimal128 <-> int64 views below assume it
+    raise ImportError("xero_tableau.transform.normalize needs a little-endian platform")
+
+MONEY = pa.decimal128(18, 2)
+UNIT = pa.decimal128(18, 4)
+RATE = pa.decimal128(18, 6)
+INSTANT = pa.timestamp("ms", tz="UTC")
+
+_RATE_ONE = 1_000_000  # CurrencyRate 1 as an unscaled decimal128(18, 6)
+_DECIMAL_LIMIT = 10**18  # |unscaled| bound of any decimal128(18, s)
+_SAFE_CENTS = 4 * 10**12  # |cents| up to which 2*|cents|*10^6 + rate fits an int64
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A tenant's reference snapshots as raw Xero JSON (what ``read_reference`` returns).
+
+    ``organisation`` gives the base currency and time zone; ``accounts`` and
+    ``tracking_categories`` (with their options, archived ones included) feed dim_accounts and
+    dim_tracking_options. Contacts come from the raw "Contacts" entity instead.
+    """
+
+    organisation: Mapping[str, Any]
+    accounts: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    tracking_categories: Sequence[Mapping[str, Any]] = field(default_factory=list)
+
+
+# --- exact decimal arithmetic on unscaled integers ------------------------------------------------
+
+
+@dataclass
+class _Ints:
+    """A decimal column as unscaled int64 values plus a validity mask (None: no nulls)."""
+
+    values: np.ndarray
+    valid: np.ndarray | None
+
+    def filled(self, fill: int = 0) -> np.ndarray:
+        if self.valid is None:
+            return self.values
+        return np.where(self.valid, self.values, fill)
+
+
+def _combine(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return column
+
+
+def _valid_mask(array: pa.Array) -> np.ndarray | None:
+    if array.null_count == 0:
+        return None
+    return pc.is_valid(array).to_numpy(zero_copy_only=False)
+
+
+def _unscaled(column: pa.Array | pa.ChunkedArray) -> _Ints:
+    """The unscaled integers of a decimal128 column (exact: |value| < 10^18 for precision 18)."""
+    array = _combine(column)
+    if not pa.types.is_decimal128(array.type):
+        raise TypeError(f"expected decimal128, got {array.type}")
+    n = len(array)
+    if n == 0:
+        return _Ints(np.zeros(0, np.int64), None)
+    buffer = array.buffers()[1]
+    assert buffer is not None
+    words = np.frombuffer(buffer, dtype=np.int64, count=2 * (array.offset + n))
+    # little-endian two's complement: the low word is the value when it fits an int64
+    values = np.ascontiguousarray(words[2 * array.offset :: 2])
+    return _Ints(values, _valid_mask(array))
+
+
+def _decimal(ints: _Ints, data_type: pa.DataType) -> pa.Array:
+    """A decimal128 array from unscaled int64 values (raises if a value exceeds the precision)."""
+    values, valid = ints.values, ints.valid
+    n = len(values)
+    if n:
+        checked = values if valid is None else values[valid]
+        if checked.size and int(np.abs(checked).max()) >= _DECIMAL_LIMIT:
+            raise OverflowError(f"amount exceeds {data_type}")
+    words = np.empty(2 * n, np.int64)
+    words[0::2] = values
+    words[1::2] = values >> 63
+    validity = None
+    null_count = 0
+    if valid is not None and not valid.all():
+        validity = pa.array(valid, pa.bool_()).buffers()[1]
+        null_count = int(n - np.count_nonzero(valid))
+    return pa.Array.from_buffers(
+        data_type, n, [validity, pa.py_buffer(words)], null_count=null_count
+    )
+
+
+def _both_valid(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a & b
+
+
+def _to_base(amount: _Ints, rate: _Ints) -> _Ints:
+    """amount / rate rounded half away from zero to the amount's scale; rate is unscaled at
+    6 decimals. Null where either is null or the rate is not positive."""
+    values, rates = amount.values, rate.values
+    valid = _both_valid(amount.valid, rate.valid)
+    positive = rates > 0
+    if not positive.all():
+        valid = _both_valid(valid, positive)
+    out = values.copy()
+    todo = rates != _RATE_ONE
+    if valid is not None:
+        todo &= valid
+    if todo.any():
+        cents = values[todo]
+        micro = rates[todo]
+        big = np.abs(cents) > _SAFE_CENTS
+        safe_cents = np.where(big, 0, cents)
+        quotient = (2 * np.abs(safe_cents) * _RATE_ONE + micro) // (2 * micro)
+        result = np.where(safe_cents < 0, -quotient, quotient)
+        if big.any():  # beyond int64-safe range: exact Decimal for those few values
+            for i in np.flatnonzero(big):
+                exact = Decimal(int(cents[i])) * _RATE_ONE / Decimal(int(micro[i]))
+                result[i] = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        out[todo] = result
+    return _Ints(out, valid)
+
+
+# --- small helpers --------------------------------------------------------------------------------
+
+
+def _lookup(values: pa.Array | pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
+    """Like :func:`_indices` but as int64 with -1 for misses (NumPy-friendly)."""
+    if len(keys) == 0 or len(values) == 0:
+        return np.full(len(values), -1, np.int64)
+    found = _combine(pc.index_in(values, value_set=keys))
+    return pc.fill_null(found, -1).to_numpy().astype(np.int64, copy=False)
+
+
+def _take(values: pa.Array, index: np.ndarray) -> pa.Array:
+    """values[index], null where index is -1."""
+    if len(values) == 0:
+        return pa.nulls(len(index), values.type)
+    mask = index < 0
+    if mask.any():
+        return values.take(pa.array(index, pa.int64(), mask=mask))
+    return values.take(pa.array(index, pa.int64()))
+
+
+def _coalesce(*arrays: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    return pc.coalesce(*arrays)
+
+
+def _flag(status: pa.Array | pa.ChunkedArray, value: str) -> pa.Array | pa.ChunkedArray:
+    return pc.fill_null(pc.equal(status, pa.scalar(value)), False)
+
+
+def _constant(value: Any, n: int, data_type: pa.DataType) -> pa.Array:
+    if value is None:
+        return pa.nulls(n, data_type)
+    return pa.repeat(pa.scalar(value, data_type), n)
+
+
+def _map_values(
+    column: pa.Array | pa.ChunkedArray, mapping: Mapping[str, str], data_type: pa.DataType
+) -> pa.Array:
+    keys = pa.array(list(mapping), pa.string())
+    targets = pa.array(list(mapping.values()), data_type)
+    return _take(targets, _lookup(column, keys))
+
+
+def _local_date(instants: pa.Array | pa.ChunkedArray, zone: str) -> pa.Array | pa.ChunkedArray:
+    """Calendar date of UTC instants in the organisation's zone."""
+    local = pc.local_timestamp(instants.cast(pa.timestamp("ms", tz=zone)))
+    return local.cast(pa.date32())
+
+
+def _assemble(spec: TableSpec, columns: Mapping[str, Any], n: int) -> pa.Table:
+    """The published table: columns in spec order, cast to the spec types, missing ones null."""
+    schema = arrow_schema(spec)
+    arrays = []
+    for f in schema:
+        value = columns.get(f.name)
+        if value is None:
+            arrays.append(pa.nulls(n, f.type))
+            continue
+        if len(value) != n:
+            raise AssertionError(f"{spec.name}.{f.name}: {len(value)} values for {n} rows")
+        if not value.type.equals(f.type):
+            value = value.cast(f.type)
+        arrays.append(value)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+# --- reference dimensions -------------------------------------------------------------------------
+
+
+def tracking_slots(categories: Sequence[TrackingCategory]) -> dict[str, int]:
+    """Category id -> slot (1 or 2): ACTIVE categories first, then by name (case-insensitive),
+    then id; only the first two get a slot. Stable as long as the categories are."""
+    ordered = sorted(
+        categories,
+        key=lambda c: (
+            c.status not in (None, "ACTIVE"),
+            (c.name or "").casefold(),
+            c.tracking_category_id,
+        ),
+    )
+    return {c.tracking_category_id: slot for slot, c in enumerate(ordered[:2], start=1)}
+
+
+@dataclass
+class _Context:
+    """Everything about one tenant the entity builders share."""
+
+    tenant_id: str
+    base_currency: str | None
+    zone: str
+    accounts: pa.Table  # dim_accounts
+    options: pa.Table  # dim_tracking_options
+    category_ids: pa.Array  # every known category id
+    category_names: pa.Array
+    slot_category_ids: pa.Array  # [slot-1 id, slot-2 id] (0 to 2 entries)
+    contacts: pa.Table  # dim_contacts
+
+
+def _dim_accounts(tenant_id: str, accounts: Sequence[Account]) -> pa.Table:
+    spec = TABLES["dim_accounts"]
+    rows = {
+        "account_id": [a.account_id for a in accounts],
+        "account_code": [a.code for a in accounts],
+        "account_name": [a.name for a in accounts],
+        "account_type": [a.type for a in accounts],
+        "account_class": [a.class_ for a in accounts],
+        "status": [a.status for a in accounts],
+        "is_archived": [a.status == "ARCHIVED" for a in accounts],
+        "tax_type": [a.tax_type for a in accounts],
+        "bank_account_type": [a.bank_account_type for a in accounts],
+        "currency_code": [a.currency_code for a in accounts],
+        "reporting_code": [a.reporting_code for a in accounts],
+        "system_account": [a.system_account for a in accounts],
+        "updated_at_utc": [a.updated_date_utc for a in accounts],
+    }
+    n = len(accounts)
+    columns: dict[str, Any] = {"tenant_id": _constant(tenant_id, n, pa.string())}
+    for name, values in rows.items():
+        columns[name] = pa.array(values, spec.column(name).type)
+    return _assemble(spec, columns, n)
+
+
+def _dim_tracking(
+    tenant_id: str, categories: Sequence[TrackingCategory], slots: Mapping[str, int]
+) -> pa.Table:
+    spec = TABLES["dim_tracking_options"]
+    rows: list[tuple[Any, ...]] = []
+    for category in categories:
+        for option in category.options:
+            status = option.status
+            rows.append(
+                (
+                    option.tracking_option_id,
+                    option.name,
+                    status,
+                    bool(option.is_archived) or status == "ARCHIVED",
+                    bool(option.is_deleted) or status == "DELETED",
+                    category.tracking_category_id,
+                    category.name,
+                    category.status,
+                    slots.get(category.tracking_category_id),
+                )
+            )
+    names = [
+        "option_id",
+        "option_name",
+        "status",
+        "is_archived",
+        "is_deleted",
+        "category_id",
+        "category_name",
+        "category_status",
+        "slot",
+    ]
+    n = len(rows)
+    columns: dict[str, Any] = {"tenant_id": _constant(tenant_id, n, pa.string())}
+    for i, name in enumerate(names):
+        columns[name] = pa.array([row[i] for row in rows], spec.column(name).type)
+    return _assemble(spec, columns, n)
+
+
+# --- latest version -------------------------------------------------------------------------------
+
+
+def _latest(documents: pa.Table) -> np.ndarray | None:
+    """Mask of the winning row per id, or None when every id occurs once (nothing to drop)."""
+    n = documents.num_rows
+    if n == 0:
+        return None
+    ids = documents.column("id")
+    if pc.count_distinct(ids).as_py() == n:
+        return None
+    keyed = pa.table(
+        {
+            "id": ids,
+            "updated": documents.column("updated_at_utc"),
+            "fetched": documents.column("fetched_at_utc"),
+            "row": pa.array(np.arange(n, dtype=np.int64)),
+        }
+    )
+    order = pc.sort_indices(
+        keyed,
+        sort_keys=[
+            ("id", "ascending"),
+            ("updated", "descending"),
+            ("fetched", "descending"),
+            ("row", "descending"),
+        ],
+    )
+    sorted_ids = _combine(ids.take(order))
+    first = np.ones(n, dtype=bool)
+    if n > 1:
+        same = pc.equal(sorted_ids.slice(1), sorted_ids.slice(0, n - 1))
+        first[1:] = ~same.to_numpy(zero_copy_only=False)
+    keep = np.zeros(n, dtype=bool)
+    keep[order.to_numpy()[first]] = True
+    return keep
+
+
+@dataclass
+class _Versioned:
+    """The latest documents of an entity, their lines, and each line's header row."""
+
+    documents: pa.Table
+    lines: pa.Table | None
+    doc_row: np.ndarray | None  # per line: row in ``documents``
+    take: pa.Array | None  # doc_row as an Arrow index array
+
+
+def _versioned(entity: str, documents: pa.Table, lines: pa.Table | None) -> _Versioned:
+    keep = _latest(documents)
+    if keep is not None:
+        documents = documents.filter(pa.array(keep))
+    documents = documents.combine_chunks()
+    if lines is None:
+        return _Versioned(documents, None, None, None)
+    doc_row = _combine(lines.column("document_row")).to_numpy(zero_copy_only=False)
+    if keep is not None:
+        if doc_row.size and (doc_row.min() < 0 or doc_row.max() >= len(keep)):
+            raise ValueError(f"{entity}: lines.document_row out of range of the documents")
+        line_keep = keep[doc_row]
+        renumber = np.cumsum(keep, dtype=np.int64) - 1
+        doc_row = renumber[doc_row[line_keep]]
+        lines = lines.filter(pa.array(line_keep))
+    take = pa.array(doc_row.astype(np.int32, copy=False), pa.int32())
+    if len(take):
+        if int(doc_row.min()) < 0 or int(doc_row.max()) >= documents.num_rows:
+            raise ValueError(f"{entity}: lines.document_row out of range of the documents")
+        parents = documents.column("id").take(take)
+        if not pc.all(pc.equal(parents, lines.column("document_id"))).as_py():
+            raise ValueError(
+                f"{entity}: lines are not aligned with documents (document_row must index the "
+                "documents table passed with them; read both with raw_lake.read_entity)"
+            )
+    return _Versioned(documents, lines, doc_row, take)
+
+
+# --- shared column builders -----------------------------------------------------------------------
+
+
+def _header(ctx: _Context, documents: pa.Table) -> dict[str, Any]:
+    """Per-document columns every fact shares (before gathering them to lines)."""
+    status = documents.column("status")
+    return {
+        "updated_at_utc": documents.column("updated_at_utc"),
+        "updated_date_local": _local_date(documents.column("updated_at_utc"), ctx.zone),
+        "fetched_at_utc": documents.column("fetched_at_utc"),
+        "status": status,
+        "is_voided": _flag(status, "VOIDED"),
+        "is_deleted": _flag(status, "DELETED"),
+        "document_date": documents.column("date"),
+    }
+
+
+def _contact_columns(
+    ctx: _Context, contact_id: pa.Array | pa.ChunkedArray, contact_name: pa.Array | pa.ChunkedArray
+) -> dict[str, Any]:
+    names = ctx.contacts.column("contact_name").combine_chunks()
+    ids = ctx.contacts.column("contact_id").combine_chunks()
+    current = _take(names, _lookup(contact_id, ids))
+    return {"contact_id": contact_id, "contact_name": _coalesce(current, contact_name)}
+
+
+def _rate(
+    ctx: _Context, currency: pa.Array | pa.ChunkedArray, rate: pa.Array | pa.ChunkedArray
+) -> pa.Array:
+    """The rate used for base amounts: Xero's CurrencyRate, else 1 for a base-currency (or
+    currency-less) document, else null (a foreign document without a rate)."""
+    is_base = pc.fill_null(pc.equal(currency, pa.scalar(ctx.base_currency, pa.string())), False)
+    no_currency = pc.is_null(currency)
+    one = pa.scalar(Decimal(1), RATE)
+    default = pc.if_else(pc.or_(is_base, no_currency), one, pa.scalar(None, RATE))
+    return _combine(pc.coalesce(rate, default))
+
+
+def _account_columns(
+    ctx: _Context,
+    account_id: pa.Array | pa.ChunkedArray,
+    account_code: pa.Array | pa.ChunkedArray,
+) -> dict[str, Any]:
+    """Resolve accounts by id, else by code; names/type/class from dim_accounts."""
+    dim = ctx.accounts
+    dim_ids = dim.column("account_id").combine_chunks()
+    index = _lookup(account_id, dim_ids)
+    by_code = _lookup(account_code, dim.column("account_code").combine_chunks())
+    index = np.where(index >= 0, index, by_code)
+    return {
+        "account_id": _coalesce(account_id, _take(dim_ids, index)),
+        "account_code": _coalesce(
+            account_code, _take(dim.column("account_code").combine_chunks(), index)
+        ),
+        "account_name": _take(dim.column("account_name").combine_chunks(), index),
+        "account_type": _take(dim.column("account_type").combine_chunks(), index),
+        "account_class": _take(dim.column("account_class").combine_chunks(), index),
+    }
+
+
+def _tracking_columns(ctx: _Context, lines: pa.Table) -> dict[str, Any]:
+    """tracking1_*/tracking2_*: each of a line's (up to two) elements goes to its category's
+    slot; an element of an unslotted or unknown category takes the slot the line leaves free."""
+    cat_a, cat_b = lines.column("tracking_a_category_id"), lines.column("tracking_b_category_id")
+    opt_a, opt_b = lines.column("tracking_a_option_id"), lines.column("tracking_b_option_id")
+    has_a = _combine(pc.or_(pc.is_valid(cat_a), pc.is_valid(opt_a))).to_numpy(zero_copy_only=False)
+    has_b = _combine(pc.or_(pc.is_valid(cat_b), pc.is_valid(opt_b))).to_numpy(zero_copy_only=False)
+    slot_a = _lookup(cat_a, ctx.slot_category_ids)  # 0, 1 or -1
+    slot_b = _lookup(cat_b, ctx.slot_category_ids)
+    # an element without a slot of its own takes the other one
+    slot_a = np.where(has_a & (slot_a < 0), np.where(slot_b == 0, 1, 0), slot_a)
+    slot_b = np.where(has_b & (slot_b < 0), np.where(slot_a == 0, 1, 0), slot_b)
+    slot_a = np.where(has_a, slot_a, -1)
+    slot_b = np.where(has_b & (slot_b != slot_a), slot_b, -1)
+
+    option_ids = ctx.options.column("option_id").combine_chunks()
+    option_names = ctx.options.column("option_name").combine_chunks()
+    out: dict[str, Any] = {}
+    for slot in (0, 1):
+        from_a = slot_a == slot
+        from_b = slot_b == slot
+        if not from_a.any() and not from_b.any():
+            continue
+        category = _pick(from_a, from_b, cat_a, cat_b)
+        option = _pick(from_a, from_b, opt_a, opt_b)
+        prefix = f"tracking{slot + 1}_"
+        out[prefix + "category_id"] = category
+        out[prefix + "category_name"] = _take(
+            ctx.category_names, _lookup(category, ctx.category_ids)
+        )
+        out[prefix + "option_id"] = option
+        out[prefix + "option_name"] = _take(option_names, _lookup(option, option_ids))
+    return out
+
+
+def _pick(
+    from_a: np.ndarray,
+    from_b: np.ndarray,
+    a: pa.Array | pa.ChunkedArray,
+    b: pa.Array | pa.ChunkedArray,
+) -> pa.Array | pa.ChunkedArray:
+    """a where from_a, b where from_b, null elsewhere."""
+    if from_a.all():
+        return a
+    if not from_b.any():
+        return pc.if_else(pa.array(from_a), a, pa.scalar(None, a.type))
+    picked = pc.if_else(pa.array(from_a), a, b)
+    return pc.if_else(pa.array(from_a | from_b), picked, pa.scalar(None, a.type))
+
+
+def _amount_columns(
+    lines: pa.Table, inclusive: np.ndarray, rate: _Ints, *, with_line_amount: bool = True
+) -> tuple[dict[str, Any], _Ints]:
+    """line/net/tax/gross amounts in document and base currency; returns net_base too."""
+    line = _unscaled(lines.column("line_amount"))
+    tax_ints = _unscaled(lines.column("tax_amount"))
+    tax = _Ints(tax_ints.filled(0), None)  # a missing TaxAmount counts as 0
+    net = _Ints(line.values - np.where(inclusive, tax.values, 0), line.valid)
+    gross = _Ints(net.values + tax.values, line.valid)
+    net_base = _to_base(net, rate)
+    out: dict[str, Any] = {
+        "net_amount": _decimal(net, MONEY),
+        "tax_amount": _decimal(tax, MONEY),
+        "gross_amount": _decimal(gross, MONEY),
+        "net_amount_base": _decimal(net_base, MONEY),
+        "tax_amount_base": _decimal(_to_base(tax, rate), MONEY),
+        "gross_amount_base": _decimal(_to_base(gross, rate), MONEY),
+    }
+    if with_line_amount:
+        out["line_amount"] = lines.column("line_amount")
+    return out, net_base
+
+
+def _gather(columns: Mapping[str, Any], take: pa.Array) -> dict[str, Any]:
+    """Per-document columns repeated onto their lines."""
+    return {name: _combine(value).take(take) for name, value in columns.items()}
+
+
+def _lined_fact(
+    ctx: _Context,
+    spec: TableSpec,
+    entity: str,
+    versioned: _Versioned,
+    header_extra: Callable[[pa.Table], dict[str, Any]],
+    currency_from_document: bool = True,
+) -> tuple[pa.Table, _Versioned, _Ints]:
+    """The shared shape of every line fact; entity specifics come from ``header_extra``."""
+    documents, lines, take = versioned.documents, versioned.lines, versioned.take
+    assert lines is not None and take is not None and versioned.doc_row is not None
+    n = lines.num_rows
+    head = _header(ctx, documents)
+    head.update(header_extra(documents))
+    if currency_from_document:
+        currency = documents.column("currency_code")
+        rate = _rate(ctx, currency, documents.column("currency_rate"))
+        head["currency_code"] = currency
+        head["currency_rate"] = rate
+    else:
+        rate = _constant(Decimal(1), documents.num_rows, RATE)
+        head["currency_code"] = _constant(ctx.base_currency, documents.num_rows, pa.string())
+        head["currency_rate"] = rate
+    lat = documents.column("line_amount_types")
+    inclusive_doc = _flag(lat, "Inclusive")
+    columns = _gather(head, take)
+    doc_row = versioned.doc_row
+    inclusive = _combine(inclusive_doc).to_numpy(zero_copy_only=False)[doc_row]
+    rate_ints = _unscaled(rate)
+    line_rate = _Ints(
+        rate_ints.values[doc_row], None if rate_ints.valid is None else rate_ints.valid[doc_row]
+    )
+    amounts, net_base = _amount_columns(lines, inclusive, line_rate)
+    columns.update(amounts)
+    columns.update(_account_columns(ctx, lines.column("account_id"), lines.column("account_code")))
+    columns.update(_tracking_columns(ctx, lines))
+    record_id = spec.key[1]
+    columns[record_id] = lines.column("document_id")
+    columns["line_number"] = lines.column("line_number")
+    if "line_item_id" in spec.names:
+        columns["line_item_id"] = lines.column("line_id")
+    for name in ("description", "item_code", "quantity", "unit_amount", "tax_type"):
+        if name in spec.names:
+            columns[name] = lines.column(name)
+    columns["line_amount_types"] = columns.get("line_amount_types", lat.take(take))
+    columns["tenant_id"] = _constant(ctx.tenant_id, n, pa.string())
+    columns["base_currency_code"] = _constant(ctx.base_currency, n, pa.string())
+    return _assemble(spec, columns, n), versioned, net_base
+
+
+# --- the facts ------------------------------------------------------------------------------------
+
+
+def _invoice_lines(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    def extra(docs: pa.Table) -> dict[str, Any]:
+        return {
+            "invoice_type": docs.column("type"),
+            "document_kind": _map_values(
+                docs.column("type"), {"ACCREC": "invoice", "ACCPAY": "bill"}, pa.string()
+            ),
+            "invoice_number": docs.column("invoice_number"),
+            "reference": docs.column("reference"),
+            "due_date": docs.column("due_date"),
+            **_contact_columns(ctx, docs.column("contact_id"), docs.column("contact_name")),
+        }
+
+    spec = TABLES["fct_invoice_lines"]
+    return _lined_fact(ctx, spec, "Invoices", versioned, extra)[0]
+
+
+def _credit_note_lines(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    def extra(docs: pa.Table) -> dict[str, Any]:
+        return {
+            "credit_note_type": docs.column("type"),
+            "document_kind": _map_values(
+                docs.column("type"),
+                {"ACCRECCREDIT": "sales_credit", "ACCPAYCREDIT": "purchase_credit"},
+                pa.string(),
+            ),
+            "credit_note_number": docs.column("credit_note_number"),
+            "reference": docs.column("reference"),
+            "due_date": docs.column("due_date"),
+            **_contact_columns(ctx, docs.column("contact_id"), docs.column("contact_name")),
+        }
+
+    spec = TABLES["fct_credit_note_lines"]
+    return _lined_fact(ctx, spec, "CreditNotes", versioned, extra)[0]
+
+
+def _purchase_order_lines(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    def extra(docs: pa.Table) -> dict[str, Any]:
+        return {
+            "purchase_order_number": docs.column("purchase_order_number"),
+            "reference": docs.column("reference"),
+            "delivery_date": docs.column("delivery_date"),
+            **_contact_columns(ctx, docs.column("contact_id"), docs.column("contact_name")),
+        }
+
+    spec = TABLES["fct_purchase_order_lines"]
+    return _lined_fact(ctx, spec, "PurchaseOrders", versioned, extra)[0]
+
+
+def _bank_transaction_lines(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    def extra(docs: pa.Table) -> dict[str, Any]:
+        bank = _account_columns(
+            ctx, docs.column("bank_account_id"), docs.column("bank_account_code")
+        )
+        return {
+            "bank_transaction_type": docs.column("type"),
+            "reference": docs.column("reference"),
+            "is_reconciled": docs.column("is_reconciled"),
+            "bank_account_id": bank["account_id"],
+            "bank_account_code": bank["account_code"],
+            "bank_account_name": _coalesce(bank["account_name"], docs.column("bank_account_name")),
+            **_contact_columns(ctx, docs.column("contact_id"), docs.column("contact_name")),
+        }
+
+    spec = TABLES["fct_bank_transaction_lines"]
+    table, versioned, net_base = _lined_fact(ctx, spec, "BankTransactions", versioned, extra)
+    assert versioned.doc_row is not None
+    kind = _map_values(
+        versioned.documents.column("type"),
+        {
+            t: t
+            for t in ("RECEIVE", "RECEIVE-OVERPAYMENT", "RECEIVE-PREPAYMENT", "RECEIVE-TRANSFER")
+        },
+        pa.string(),
+    )
+    receive = pc.is_valid(kind).to_numpy(zero_copy_only=False)[versioned.doc_row]
+    signed = _Ints(np.where(receive, net_base.values, -net_base.values), net_base.valid)
+    index = table.schema.get_field_index("signed_net_amount_base")
+    return table.set_column(index, table.schema.field(index), _decimal(signed, MONEY))
+
+
+def _manual_journal_lines(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    def extra(docs: pa.Table) -> dict[str, Any]:
+        return {"narration": docs.column("narration")}
+
+    spec = TABLES["fct_manual_journal_lines"]
+    return _lined_fact(ctx, spec, "ManualJournals", versioned, extra, currency_from_document=False)[
+        0
+    ]
+
+
+def _payments(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    spec = TABLES["fct_payments"]
+    docs = versioned.documents
+    n = docs.num_rows
+    columns = _header(ctx, docs)
+    currency = docs.column("invoice_currency_code")
+    rate = _rate(ctx, currency, docs.column("currency_rate"))
+    amount = _unscaled(docs.column("amount"))
+    columns.update(
+        {
+            "tenant_id": _constant(ctx.tenant_id, n, pa.string()),
+            "payment_id": docs.column("id"),
+            "payment_type": docs.column("payment_type"),
+            "reference": docs.column("reference"),
+            "is_reconciled": docs.column("is_reconciled"),
+            "invoice_id": docs.column("invoice_id"),
+            "invoice_number": docs.column("invoice_number"),
+            "invoice_type": docs.column("invoice_type"),
+            "credit_note_id": docs.column("credit_note_id"),
+            "credit_note_number": docs.column("credit_note_number"),
+            "prepayment_id": docs.column("prepayment_id"),
+            "overpayment_id": docs.column("overpayment_id"),
+            "batch_payment_id": docs.column("batch_payment_id"),
+            "currency_code": pc.coalesce(currency, _constant(ctx.base_currency, n, pa.string())),
+            "base_currency_code": _constant(ctx.base_currency, n, pa.string()),
+            "currency_rate": rate,
+            "amount": docs.column("amount"),
+            "bank_amount": docs.column("bank_amount"),
+            "amount_base": _decimal(_to_base(amount, _unscaled(rate)), MONEY),
+            **_contact_columns(ctx, docs.column("contact_id"), docs.column("contact_name")),
+            **_account_columns(ctx, docs.column("account_id"), docs.column("account_code")),
+        }
+    )
+    return _assemble(spec, columns, n)
+
+
+def _dim_contacts(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    spec = TABLES["dim_contacts"]
+    docs = versioned.documents
+    n = docs.num_rows
+    status = docs.column("contact_status")
+    columns: dict[str, Any] = {
+        "tenant_id": _constant(ctx.tenant_id, n, pa.string()),
+        "contact_id": docs.column("id"),
+        "contact_name": docs.column("name"),
+        "status": status,
+        "is_archived": _flag(status, "ARCHIVED"),
+        "is_customer": docs.column("is_customer"),
+        "is_supplier": docs.column("is_supplier"),
+        "email_address": docs.column("email_address"),
+        "default_currency": docs.column("default_currency"),
+        "contact_number": docs.column("contact_number"),
+        "account_number": docs.column("account_number"),
+        "tax_number": docs.column("tax_number"),
+        "merged_to_contact_id": docs.column("merged_to_contact_id"),
+        "updated_at_utc": docs.column("updated_at_utc"),
+        "updated_date_local": _local_date(docs.column("updated_at_utc"), ctx.zone),
+        "fetched_at_utc": docs.column("fetched_at_utc"),
+    }
+    return _assemble(spec, columns, n)
+
+
+_FACT_BUILDERS: dict[str, Callable[[_Context, _Versioned], pa.Table]] = {
+    "fct_invoice_lines": _invoice_lines,
+    "fct_payments": _payments,
+    "fct_bank_transaction_lines": _bank_transaction_lines,
+    "fct_credit_note_lines": _credit_note_lines,
+    "fct_manual_journal_lines": _manual_journal_lines,
+    "fct_purchase_order_lines": _purchase_order_lines,
+}
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def _raw_of(
+    raw: Mapping[str, tuple[pa.Table, pa.Table | None]], entity: str
+) -> tuple[pa.Table, pa.Table | None]:
+    """The raw tables of an entity in the current lake schema; empty when absent."""
+    if entity not in raw:
+        batch = empty_batch(entity)
+        return batch.documents, batch.lines
+    documents, lines = raw[entity]
+    if not documents.schema.equals(DOCUMENT_SCHEMAS[entity]):
+        documents = documents.select(DOCUMENT_SCHEMAS[entity].names).cast(DOCUMENT_SCHEMAS[entity])
+    line_schema = LINE_SCHEMAS.get(entity)
+    if line_schema is not None:
+        if lines is None:
+            raise ValueError(f"{entity}: lines table missing")
+        if not lines.schema.equals(line_schema):
+            lines = lines.select(line_schema.names).cast(line_schema)
+    return documents, lines
+
+
+def normalize(
+    tenant_id: str,
+    raw: Mapping[str, tuple[pa.Table, pa.Table | None]],
+    reference: Reference,
+) -> dict[str, pa.Table]:
+    """All published tables of one tenant, keyed by table name, each exactly in its schema.
+
+    ``raw`` maps a transactional entity ("Invoices", ...) to ``(documents, lines)`` as returned
+    by :func:`xero_tableau.store.raw_lake.read_entity` (entities absent from it give empty
+    tables). ``reference`` carries the organisation, accounts and tracking categories.
+    Raises ValueError when the organisation has no usable time zone (dates would shift).
+    """
+    organisation = Organisation.model_validate(dict(reference.organisation))
+    zone = organisation.zone().key
+    accounts = parse_records("Accounts", list(reference.accounts)).records
+    categories = parse_records("TrackingCategories", list(reference.tracking_categories)).records
+    slots = tracking_slots(categories)
+    slot_ids = [cid for cid, _ in sorted(slots.items(), key=lambda item: item[1])]
+    options = _dim_tracking(tenant_id, categories, slots)
+
+    contacts_raw = _raw_of(raw, "Contacts")
+    contacts_versioned = _versioned("Contacts", contacts_raw[0], None)
+    ctx = _Context(
+        tenant_id=tenant_id,
+        base_currency=organisation.base_currency,
+        zone=zone,
+        accounts=_dim_accounts(tenant_id, accounts),
+        options=options,
+        category_ids=pa.array([c.tracking_category_id for c in categories], pa.string()),
+        category_names=pa.array([c.name for c in categories], pa.string()),
+        slot_category_ids=pa.array(slot_ids, pa.string()),
+        contacts=pa.table(
+            {
+                "contact_id": contacts_versioned.documents.column("id"),
+                "contact_name": contacts_versioned.documents.column("name"),
+            }
+        ),
+    )
+    out: dict[str, pa.Table] = {}
+    for table, build in _FACT_BUILDERS.items():
+        entity = FACT_SOURCES[table]
+        documents, lines = _raw_of(raw, entity)
+        out[table] = build(ctx, _versioned(entity, documents, lines))
+    out["dim_accounts"] = ctx.accounts
+    out["dim_tracking_options"] = ctx.options
+    out["dim_contacts"] = _dim_contacts(ctx, contacts_versioned)
+    return {name: out[name] for name in TABLES}

@@ -1,0 +1,720 @@
+"""The published contract: every fact and dimension table sent to Tableau, column by column.
+
+This module is the single source of truth for the normalized tables. :mod:`normalize` casts its
+output to these schemas, the .hyper writer maps the Arrow types to Hyper SQL types, and
+``docs/schema.md`` is rendered from here by :func:`render_schema_markdown` (a test keeps the file
+and the render identical, so the documentation can never drift from what is published).
+
+Type rules: money ``decimal128(18, 2)`` (Hyper ``NUMERIC(18,2)``), quantities and unit amounts
+``decimal128(18, 4)`` (Xero's ``unitdp=4``), exchange rates ``decimal128(18, 6)`` (Xero's own
+maximum for ``CurrencyRate``), instants ``timestamp[ms, UTC]``, dates ``date32``. Never a float.
+
+This package must never import dagster.
+"""
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+__all__ = [
+    "DATE",
+    "FLAG",
+    "INSTANT",
+    "INT",
+    "MONEY",
+    "RATE",
+    "RULES",
+    "TABLES",
+    "TEXT",
+    "UNIT",
+    "ColumnSpec",
+    "TableSpec",
+    "arrow_schema",
+    "hyper_sql_type",
+    "render_schema_markdown",
+]
+
+MONEY = pa.decimal128(18, 2)
+UNIT = pa.decimal128(18, 4)
+RATE = pa.decimal128(18, 6)
+INSTANT = pa.timestamp("ms", tz="UTC")
+DATE = pa.date32()
+TEXT = pa.string()
+FLAG = pa.bool_()
+INT = pa.int32()
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One published column. ``nullable=False`` is a promise the .hyper writer may turn into
+    ``NOT NULL``; normalize guarantees it."""
+
+    name: str
+    type: pa.DataType
+    description: str
+    key: bool = False
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One published table: its grain in words, its columns in published order and its key."""
+
+    name: str
+    description: str
+    grain: str
+    columns: list[ColumnSpec] = field(default_factory=list)
+    key: tuple[str, ...] = ()
+
+    def column(self, name: str) -> ColumnSpec:
+        """The spec of one column (KeyError if the table has none of that name)."""
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    @property
+    def names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+
+def arrow_schema(spec: TableSpec) -> pa.Schema:
+    """The Arrow schema of a table, nullability included, in published column order."""
+    return pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in spec.columns])
+
+
+def hyper_sql_type(data_type: pa.DataType) -> str:
+    """The Hyper SQL type a column is published as (what docs/schema.md shows)."""
+    if pa.types.is_decimal(data_type):
+        return f"NUMERIC({data_type.precision},{data_type.scale})"  # type: ignore[attr-defined]
+    if pa.types.is_timestamp(data_type):
+        return "TIMESTAMP WITH TIME ZONE"
+    if pa.types.is_date32(data_type):
+        return "DATE"
+    if pa.types.is_string(data_type):
+        return "TEXT"
+    if pa.types.is_boolean(data_type):
+        return "BOOLEAN"
+    if pa.types.is_int32(data_type):
+        return "INTEGER"
+    if pa.types.is_int64(data_type):
+        return "BIGINT"
+    raise ValueError(f"no Hyper type for Arrow type {data_type}")
+
+
+# --- reusable column blocks -----------------------------------------------------------------------
+
+
+def _c(
+    name: str, type_: pa.DataType, description: str, *, key: bool = False, nullable: bool = True
+) -> ColumnSpec:
+    return ColumnSpec(name, type_, description, key=key, nullable=nullable and not key)
+
+
+def _tenant() -> list[ColumnSpec]:
+    return [_c("tenant_id", TEXT, "Xero tenant (organisation) id the row belongs to.", key=True)]
+
+
+def _line_ids(record: str, line_id: str | None) -> list[ColumnSpec]:
+    out = [
+        _c(
+            "line_number",
+            INT,
+            f"0-based position of the line in the {record}'s line list, as Xero returns it.",
+            key=True,
+        )
+    ]
+    if line_id is not None:
+        out.append(_c(line_id, TEXT, "Xero's id of the line (LineItemID)."))
+    return out
+
+
+def _version() -> list[ColumnSpec]:
+    return [
+        _c(
+            "updated_at_utc",
+            INSTANT,
+            "Xero UpdatedDateUTC of the record version published (the latest one synced).",
+            nullable=False,
+        ),
+        _c(
+            "updated_date_local",
+            DATE,
+            "Organisation-local calendar date of updated_at_utc (Organisation.Timezone).",
+            nullable=False,
+        ),
+        _c(
+            "fetched_at_utc",
+            INSTANT,
+            "When the connector read this version from Xero.",
+            nullable=False,
+        ),
+    ]
+
+
+def _status(values: str) -> list[ColumnSpec]:
+    return [
+        _c("status", TEXT, f"Xero status: {values}."),
+        _c("is_voided", FLAG, "status = VOIDED.", nullable=False),
+        _c("is_deleted", FLAG, "status = DELETED.", nullable=False),
+    ]
+
+
+def _document_date(what: str) -> ColumnSpec:
+    return _c(
+        "document_date",
+        DATE,
+        f"{what} (Xero Date: the business date, a UTC calendar date as Xero encodes it; null "
+        "when Xero sends /Date(0)/, as it does on some voided documents).",
+    )
+
+
+def _contact() -> list[ColumnSpec]:
+    return [
+        _c("contact_id", TEXT, "Xero ContactID of the document's contact."),
+        _c(
+            "contact_name",
+            TEXT,
+            "Contact's current name (dim_contacts), else the name on the document.",
+        ),
+    ]
+
+
+def _line_detail() -> list[ColumnSpec]:
+    return [
+        _c("description", TEXT, "Line description."),
+        _c("item_code", TEXT, "Inventory item code, if any."),
+        _c("quantity", UNIT, "Quantity (4 decimal places, unitdp=4)."),
+        _c("unit_amount", UNIT, "Unit price in document currency (4 decimal places, unitdp=4)."),
+        _c("tax_type", TEXT, "Xero TaxType code of the line (e.g. OUTPUT2, INPUT2, NONE)."),
+    ]
+
+
+def _account(what: str = "the line's account") -> list[ColumnSpec]:
+    return [
+        _c(
+            "account_id",
+            TEXT,
+            f"Xero AccountID of {what} (from the record, else resolved from the code).",
+        ),
+        _c("account_code", TEXT, f"Account code of {what} (chart of accounts)."),
+        _c("account_name", TEXT, "Account name from dim_accounts; null if the account is unknown."),
+        _c("account_type", TEXT, "Account Type from dim_accounts (REVENUE, OVERHEADS, BANK ...)."),
+        _c("account_class", TEXT, "Account Class from dim_accounts (ASSET, EQUITY, EXPENSE ...)."),
+    ]
+
+
+def _tracking(null_note: str = "") -> list[ColumnSpec]:
+    out = []
+    for slot in (1, 2):
+        note = null_note or f"of the line's tracking element in slot {slot} (see slot rule)"
+        out += [
+            _c(
+                f"tracking{slot}_category_id",
+                TEXT,
+                f"TrackingCategoryID {note}.",
+            ),
+            _c(
+                f"tracking{slot}_category_name",
+                TEXT,
+                f"Current category name (dim_tracking_options) {note}.",
+            ),
+            _c(f"tracking{slot}_option_id", TEXT, f"TrackingOptionID {note}."),
+            _c(
+                f"tracking{slot}_option_name",
+                TEXT,
+                f"Current option name (dim_tracking_options) {note}; null if the id is unknown.",
+            ),
+        ]
+    return out
+
+
+def _currency(fixed_base: bool = False) -> list[ColumnSpec]:
+    if fixed_base:
+        return [
+            _c("currency_code", TEXT, "Always the organisation's base currency."),
+            _c("base_currency_code", TEXT, "Organisation base currency (Organisation)."),
+            _c("currency_rate", RATE, "Always 1: manual journals are in base currency."),
+        ]
+    return [
+        _c("currency_code", TEXT, "Document currency (ISO 4217)."),
+        _c("base_currency_code", TEXT, "Organisation base currency (Organisation)."),
+        _c(
+            "currency_rate",
+            RATE,
+            "Xero CurrencyRate: units of document currency per 1 unit of base currency "
+            "(1 for base-currency documents).",
+        ),
+    ]
+
+
+def _amounts(with_line_amount: bool = True, line_note: str = "") -> list[ColumnSpec]:
+    out = []
+    if with_line_amount:
+        out.append(
+            _c(
+                "line_amount",
+                MONEY,
+                "Xero LineAmount as given (includes tax when line_amount_types = Inclusive)"
+                + line_note
+                + ".",
+            )
+        )
+    out += [
+        _c("net_amount", MONEY, "Amount excluding tax, document currency" + line_note + "."),
+        _c("tax_amount", MONEY, "Tax amount (Xero TaxAmount), document currency" + line_note + "."),
+        _c(
+            "gross_amount",
+            MONEY,
+            "Amount including tax = net_amount + tax_amount, document currency" + line_note + ".",
+        ),
+        _c("net_amount_base", MONEY, "net_amount / currency_rate, rounded to cents (base rule)."),
+        _c("tax_amount_base", MONEY, "tax_amount / currency_rate, rounded to cents (base rule)."),
+        _c(
+            "gross_amount_base",
+            MONEY,
+            "gross_amount / currency_rate, rounded to cents (base rule).",
+        ),
+    ]
+    return out
+
+
+# --- the tables -----------------------------------------------------------------------------------
+
+_INVOICE_STATUSES = "DRAFT, SUBMITTED, AUTHORISED, PAID, VOIDED, DELETED"
+
+_FCT_INVOICE_LINES = TableSpec(
+    name="fct_invoice_lines",
+    description=(
+        "Sales invoices (ACCREC) and supplier bills (ACCPAY) from /Invoices, one row per line "
+        "item, with header fields repeated so dashboards slice without joins."
+    ),
+    grain="one row per line item of the latest version of each invoice or bill",
+    columns=[
+        *_tenant(),
+        _c("invoice_id", TEXT, "Xero InvoiceID.", key=True),
+        *_line_ids("invoice", "line_item_id"),
+        *_version(),
+        *_status(_INVOICE_STATUSES),
+        _c("invoice_type", TEXT, "Xero Type: ACCREC (sales invoice) or ACCPAY (bill)."),
+        _c(
+            "document_kind",
+            TEXT,
+            "invoice (ACCREC) or bill (ACCPAY).",
+            nullable=False,
+        ),
+        _c("invoice_number", TEXT, "InvoiceNumber (unique for ACCREC only)."),
+        _c("reference", TEXT, "Reference."),
+        _document_date("Invoice date"),
+        _c("due_date", DATE, "Due date (UTC calendar date as Xero encodes it)."),
+        _c("line_amount_types", TEXT, "Exclusive, Inclusive or NoTax: how line_amount treats tax."),
+        *_contact(),
+        *_line_detail(),
+        *_account(),
+        *_tracking(),
+        *_currency(),
+        *_amounts(),
+    ],
+    key=("tenant_id", "invoice_id", "line_number"),
+)
+
+_FCT_CREDIT_NOTE_LINES = TableSpec(
+    name="fct_credit_note_lines",
+    description=(
+        "Sales (ACCRECCREDIT) and purchase (ACCPAYCREDIT) credit notes from /CreditNotes, one row "
+        "per line item. Amounts are positive as Xero gives them: a credit note reduces revenue "
+        "(sales_credit) or expense (purchase_credit), so subtract it in measures."
+    ),
+    grain="one row per line item of the latest version of each credit note",
+    columns=[
+        *_tenant(),
+        _c("credit_note_id", TEXT, "Xero CreditNoteID.", key=True),
+        *_line_ids("credit note", "line_item_id"),
+        *_version(),
+        *_status(_INVOICE_STATUSES),
+        _c("credit_note_type", TEXT, "Xero Type: ACCRECCREDIT or ACCPAYCREDIT."),
+        _c(
+            "document_kind",
+            TEXT,
+            "sales_credit (ACCRECCREDIT) or purchase_credit (ACCPAYCREDIT).",
+            nullable=False,
+        ),
+        _c("credit_note_number", TEXT, "CreditNoteNumber."),
+        _c("reference", TEXT, "Reference."),
+        _document_date("Credit note date"),
+        _c("due_date", DATE, "Due date, if any."),
+        _c("line_amount_types", TEXT, "Exclusive, Inclusive or NoTax: how line_amount treats tax."),
+        *_contact(),
+        *_line_detail(),
+        *_account(),
+        *_tracking(),
+        *_currency(),
+        *_amounts(),
+    ],
+    key=("tenant_id", "credit_note_id", "line_number"),
+)
+
+_FCT_PAYMENTS = TableSpec(
+    name="fct_payments",
+    description=(
+        "Payments and refunds from /Payments, one row per payment (payments have no lines). "
+        "The account columns are the bank account the money moved through. Tracking columns "
+        "exist so every fact has the same slicing columns, but are always null: Xero does not "
+        "track payments."
+    ),
+    grain="one row per payment (latest version)",
+    columns=[
+        *_tenant(),
+        _c("payment_id", TEXT, "Xero PaymentID.", key=True),
+        *_version(),
+        *_status("AUTHORISED or DELETED"),
+        _c(
+            "payment_type",
+            TEXT,
+            "Xero PaymentType (ACCRECPAYMENT, ACCPAYPAYMENT, ARCREDITPAYMENT, ...).",
+        ),
+        _document_date("Payment date"),
+        _c("reference", TEXT, "Reference."),
+        _c("is_reconciled", FLAG, "Reconciled against a bank statement line."),
+        _c(
+            "invoice_id",
+            TEXT,
+            "InvoiceID paid (on ARCREDITPAYMENT/APCREDITPAYMENT Xero puts the credit note here).",
+        ),
+        _c("invoice_number", TEXT, "Number of the invoice paid."),
+        _c("invoice_type", TEXT, "Type of the document paid (ACCREC, ACCPAY, ACCRECCREDIT ...)."),
+        _c("credit_note_id", TEXT, "CreditNoteID when the payment refunds a credit note."),
+        _c("credit_note_number", TEXT, "Number of that credit note."),
+        _c("prepayment_id", TEXT, "PrepaymentID when the payment applies to a prepayment."),
+        _c("overpayment_id", TEXT, "OverpaymentID when the payment applies to an overpayment."),
+        _c("batch_payment_id", TEXT, "BatchPaymentID when part of a batch payment."),
+        *_contact(),
+        *_account("the payment's bank account"),
+        *_tracking("(always null: payments carry no tracking)"),
+        *_currency(),
+        _c("amount", MONEY, "Amount in the paid document's currency (currency_code)."),
+        _c("bank_amount", MONEY, "Amount in the bank account's currency."),
+        _c("amount_base", MONEY, "amount / currency_rate, rounded to cents (base rule)."),
+    ],
+    key=("tenant_id", "payment_id"),
+)
+
+_FCT_BANK_TRANSACTION_LINES = TableSpec(
+    name="fct_bank_transaction_lines",
+    description=(
+        "Spend and receive money (incl. transfers, pre- and overpayments) from /BankTransactions, "
+        "one row per line item."
+    ),
+    grain="one row per line item of the latest version of each bank transaction",
+    columns=[
+        *_tenant(),
+        _c("bank_transaction_id", TEXT, "Xero BankTransactionID.", key=True),
+        *_line_ids("bank transaction", "line_item_id"),
+        *_version(),
+        *_status("AUTHORISED, DELETED or VOIDED"),
+        _c(
+            "bank_transaction_type",
+            TEXT,
+            "Xero Type: RECEIVE, SPEND, RECEIVE-TRANSFER, SPEND-PREPAYMENT ...",
+        ),
+        _document_date("Transaction date"),
+        _c("reference", TEXT, "Reference."),
+        _c("is_reconciled", FLAG, "Reconciled against a bank statement line."),
+        _c("bank_account_id", TEXT, "AccountID of the bank account."),
+        _c("bank_account_code", TEXT, "Account code of the bank account."),
+        _c("bank_account_name", TEXT, "Name of the bank account (dim_accounts, else as sent)."),
+        _c("line_amount_types", TEXT, "Exclusive, Inclusive or NoTax: how line_amount treats tax."),
+        *_contact(),
+        *_line_detail(),
+        *_account(),
+        *_tracking(),
+        *_currency(),
+        *_amounts(),
+        _c(
+            "signed_net_amount_base",
+            MONEY,
+            "net_amount_base signed by direction: + for RECEIVE* types (money in), - for SPEND* "
+            "types (money out).",
+        ),
+    ],
+    key=("tenant_id", "bank_transaction_id", "line_number"),
+)
+
+_FCT_MANUAL_JOURNAL_LINES = TableSpec(
+    name="fct_manual_journal_lines",
+    description=(
+        "Manual journals from /ManualJournals, one row per journal line. Amounts are signed as "
+        "Xero gives them: + debit, - credit; a posted journal's lines sum to zero. Journals are "
+        "in base currency."
+    ),
+    grain="one row per journal line of the latest version of each manual journal",
+    columns=[
+        *_tenant(),
+        _c("manual_journal_id", TEXT, "Xero ManualJournalID.", key=True),
+        *_line_ids("journal", None),
+        *_version(),
+        *_status("DRAFT, POSTED, VOIDED, DELETED or ARCHIVED"),
+        _c("narration", TEXT, "Journal narration."),
+        _document_date("Journal date"),
+        _c("line_amount_types", TEXT, "Exclusive, Inclusive or NoTax: how line_amount treats tax."),
+        _c("description", TEXT, "Line description."),
+        _c("tax_type", TEXT, "Xero TaxType code of the line."),
+        *_account(),
+        *_tracking(),
+        *_currency(fixed_base=True),
+        *_amounts(line_note=", signed (+ debit, - credit)"),
+    ],
+    key=("tenant_id", "manual_journal_id", "line_number"),
+)
+
+_FCT_PURCHASE_ORDER_LINES = TableSpec(
+    name="fct_purchase_order_lines",
+    description=(
+        "Purchase orders from /PurchaseOrders, one row per line item. Orders are commitments, "
+        "not ledger postings: the bill that follows appears in fct_invoice_lines."
+    ),
+    grain="one row per line item of the latest version of each purchase order",
+    columns=[
+        *_tenant(),
+        _c("purchase_order_id", TEXT, "Xero PurchaseOrderID.", key=True),
+        *_line_ids("purchase order", "line_item_id"),
+        *_version(),
+        *_status("DRAFT, SUBMITTED, AUTHORISED, BILLED or DELETED"),
+        _c("purchase_order_number", TEXT, "PurchaseOrderNumber."),
+        _c("reference", TEXT, "Reference."),
+        _document_date("Order date"),
+        _c("delivery_date", DATE, "Delivery date, if any."),
+        _c("line_amount_types", TEXT, "Exclusive, Inclusive or NoTax: how line_amount treats tax."),
+        *_contact(),
+        *_line_detail(),
+        *_account(),
+        *_tracking(),
+        *_currency(),
+        *_amounts(),
+    ],
+    key=("tenant_id", "purchase_order_id", "line_number"),
+)
+
+_DIM_ACCOUNTS = TableSpec(
+    name="dim_accounts",
+    description="The chart of accounts (/Accounts), archived accounts included.",
+    grain="one row per account",
+    columns=[
+        *_tenant(),
+        _c("account_id", TEXT, "Xero AccountID.", key=True),
+        _c("account_code", TEXT, "Account code (may be null for some bank accounts)."),
+        _c("account_name", TEXT, "Account name."),
+        _c("account_type", TEXT, "Xero Type (BANK, REVENUE, OVERHEADS, CURRLIAB ...)."),
+        _c("account_class", TEXT, "Xero Class (ASSET, EQUITY, EXPENSE, LIABILITY, REVENUE)."),
+        _c("status", TEXT, "ACTIVE, ARCHIVED or DELETED."),
+        _c("is_archived", FLAG, "status = ARCHIVED.", nullable=False),
+        _c("tax_type", TEXT, "Default TaxType of the account."),
+        _c("bank_account_type", TEXT, "BANK, CREDITCARD or PAYPAL for bank accounts."),
+        _c("currency_code", TEXT, "Currency of a bank account."),
+        _c("reporting_code", TEXT, "Xero reporting code (e.g. EXP.ADV)."),
+        _c("system_account", TEXT, "System account role (DEBTORS, CREDITORS, GST ...), if any."),
+        _c("updated_at_utc", INSTANT, "Xero UpdatedDateUTC of the account, when Xero sends it."),
+    ],
+    key=("tenant_id", "account_id"),
+)
+
+_DIM_TRACKING_OPTIONS = TableSpec(
+    name="dim_tracking_options",
+    description=(
+        "Tracking options (cost centres) with their categories (/TrackingCategories), archived "
+        "and deleted ones included so old lines still resolve."
+    ),
+    grain="one row per tracking option",
+    columns=[
+        *_tenant(),
+        _c("option_id", TEXT, "Xero TrackingOptionID.", key=True),
+        _c("option_name", TEXT, "Option name."),
+        _c("status", TEXT, "Option status (ACTIVE, ARCHIVED, DELETED)."),
+        _c("is_archived", FLAG, "Option is archived.", nullable=False),
+        _c("is_deleted", FLAG, "Option is deleted.", nullable=False),
+        _c("category_id", TEXT, "Xero TrackingCategoryID."),
+        _c("category_name", TEXT, "Category name."),
+        _c("category_status", TEXT, "Category status (ACTIVE, ARCHIVED, DELETED)."),
+        _c(
+            "slot",
+            INT,
+            "Tracking slot (1 or 2) of the category in the facts' tracking1_*/tracking2_* "
+            "columns; null for a category beyond the first two (see slot rule).",
+        ),
+    ],
+    key=("tenant_id", "option_id"),
+)
+
+_DIM_CONTACTS = TableSpec(
+    name="dim_contacts",
+    description="Customers and suppliers (/Contacts), archived ones included.",
+    grain="one row per contact (latest version)",
+    columns=[
+        *_tenant(),
+        _c("contact_id", TEXT, "Xero ContactID.", key=True),
+        _c("contact_name", TEXT, "Contact name."),
+        _c("status", TEXT, "ContactStatus: ACTIVE, ARCHIVED or GDPRREQUEST."),
+        _c("is_archived", FLAG, "status = ARCHIVED.", nullable=False),
+        _c("is_customer", FLAG, "Xero IsCustomer (has sales documents)."),
+        _c("is_supplier", FLAG, "Xero IsSupplier (has purchase documents)."),
+        _c("email_address", TEXT, "Email address."),
+        _c("default_currency", TEXT, "Default currency, when not the base currency."),
+        _c("contact_number", TEXT, "ContactNumber (external system id), if any."),
+        _c("account_number", TEXT, "AccountNumber, if any."),
+        _c("tax_number", TEXT, "Tax number (GST/VAT/ABN), if any."),
+        _c(
+            "merged_to_contact_id",
+            TEXT,
+            "ContactID this contact was merged into, if it was.",
+        ),
+        *_version(),
+    ],
+    key=("tenant_id", "contact_id"),
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        _FCT_INVOICE_LINES,
+        _FCT_PAYMENTS,
+        _FCT_BANK_TRANSACTION_LINES,
+        _FCT_CREDIT_NOTE_LINES,
+        _FCT_MANUAL_JOURNAL_LINES,
+        _FCT_PURCHASE_ORDER_LINES,
+        _DIM_ACCOUNTS,
+        _DIM_TRACKING_OPTIONS,
+        _DIM_CONTACTS,
+    )
+}
+"""Published table name -> spec, in publishing order (facts, then dimensions)."""
+
+
+RULES: list[tuple[str, str]] = [
+    (
+        "Latest version",
+        "Raw records are stored per tenant and UTC day of UpdatedDateUTC; a record that changed "
+        "moves to a later day but its older copy may still sit in an earlier day's partition. "
+        "Every table keeps exactly one version per record id: the highest updated_at_utc, then "
+        "the latest fetched_at_utc; a line table takes the lines of that version only.",
+    ),
+    (
+        "Void and delete",
+        "Xero never hard-deletes documents: voided and deleted ones stay, with is_voided "
+        "(status VOIDED) or is_deleted (status DELETED) set and their amounts unchanged. Filter "
+        "them out of financial measures (e.g. `NOT is_voided AND NOT is_deleted`, and for "
+        "invoices usually also status not in DRAFT, SUBMITTED).",
+    ),
+    (
+        "Amounts",
+        "net_amount is the amount excluding tax: line_amount - tax_amount when "
+        "line_amount_types is Inclusive, else line_amount. gross_amount = net_amount + "
+        "tax_amount. A missing tax_amount counts as 0. For invoices, credit notes and bank "
+        "transactions the line net amounts of a document sum to its SubTotal.",
+    ),
+    (
+        "Base currency",
+        "Every *_base column is the document-currency amount divided by currency_rate (Xero's "
+        "units of document currency per 1 base unit), rounded to cents half away from zero "
+        "(Python ROUND_HALF_UP), row by row. So base amounts of lines may differ by a cent from "
+        "Xero's own conversion of the document total. currency_rate is 1 for base-currency "
+        "documents; when Xero sends no rate for a foreign-currency document the base amounts "
+        "are null.",
+    ),
+    (
+        "Signs",
+        "Amounts keep Xero's signs: invoices, bills, credit notes, payments, purchase orders and "
+        "bank transactions are positive; manual journal lines are + debit, - credit. "
+        "fct_bank_transaction_lines.signed_net_amount_base is + for RECEIVE* and - for SPEND* "
+        "types.",
+    ),
+    (
+        "Tracking slots",
+        "A line has up to two tracking elements (category + option). The tenant's tracking "
+        "categories are ordered by status (ACTIVE first) and then by name (case-insensitive, "
+        "then id); the first is slot 1 and the second slot 2, so each category always lands in "
+        "the same columns (tracking1_* / tracking2_*), whatever order Xero lists a line's "
+        "elements in. An element of any other category (a third, or one Xero no longer returns) "
+        "takes the slot the line leaves free. Names come from dim_tracking_options (current "
+        "names; an unknown id leaves the name null).",
+    ),
+    (
+        "Dates",
+        "Instants (updated_at_utc, fetched_at_utc) are UTC. Xero's date-only fields "
+        "(document_date, due_date, delivery_date) are business dates as Xero encodes them (the "
+        "UTC calendar date). updated_date_local is the calendar date of updated_at_utc in the "
+        "organisation's time zone (Organisation.Timezone).",
+    ),
+    (
+        "Accounts and contacts",
+        "A line's account resolves by its AccountID when present, else by its account code; "
+        "account name, type and class are the current ones from dim_accounts. contact_name is "
+        "the contact's current name, else the name on the document.",
+    ),
+]
+"""The rules every table follows, rendered into docs/schema.md."""
+
+
+def render_schema_markdown() -> str:
+    """docs/schema.md, generated from :data:`TABLES` and :data:`RULES`."""
+    out = [
+        "# Published tables",
+        "",
+        "<!-- Generated from xero_tableau/transform/schema.py by render_schema_markdown(); a "
+        "test fails when this file and the code differ. Edit the code, then regenerate with: "
+        '.venv/bin/python -c "from xero_tableau.transform.schema import '
+        "render_schema_markdown as r; open('docs/schema.md', 'w').write(r())\" -->",
+        "",
+        "Every table is published per tenant as its own Tableau data source (local output: "
+        "`XT_HOME/hyper/<tenant_id>/<table>.hyper`, one table per file). Every row carries "
+        "`tenant_id`; every fact row carries the Xero record id, `updated_at_utc`, status flags, "
+        "amounts in document and base currency, the account and both tracking slots, so "
+        "dashboards slice by account and cost centre without joins. Money is exact: "
+        "NUMERIC(18,2) (quantities and unit amounts NUMERIC(18,4), rates NUMERIC(18,6)), never "
+        "floating point.",
+        "",
+        "## Rules",
+        "",
+    ]
+    for title, text in RULES:
+        out.append(f"- **{title}.** {text}")
+    out.append("")
+    out.append("## Tables")
+    out.append("")
+    for spec in TABLES.values():
+        out.append(f"- [`{spec.name}`](#{spec.name}): {spec.grain}")
+    for spec in TABLES.values():
+        out += [
+            "",
+            f"## {spec.name}",
+            "",
+            spec.description,
+            "",
+            f"Grain: {spec.grain}. Key: ({', '.join(spec.key)}).",
+            "",
+            "| Column | Type | Key | Null | Meaning |",
+            "|---|---|---|---|---|",
+        ]
+        for column in spec.columns:
+            key = "yes" if column.key else ""
+            null = "" if column.nullable else "not null"
+            text = column.description.replace("|", "\\|")
+            out.append(
+                f"| `{column.name}` | {hyper_sql_type(column.type)} | {key} | {null} | {text} |"
+            )
+    out.append("")
+    return "\n".join(out)
+
+
+def _check() -> None:
+    """Import-time sanity: keys are columns, names unique (a broken contract fails loudly)."""
+    for spec in TABLES.values():
+        names = spec.names
+        if len(set(names)) != len(names):
+            raise AssertionError(f"{spec.name}: duplicate column names")
+        if tuple(c.name for c in spec.columns if c.key) != spec.key:
+            raise AssertionError(f"{spec.name}: key {spec.key} does not match key columns")
+        for column in spec.columns:
+            hyper_sql_type(column.type)
+
+
+_check()
