@@ -1,0 +1,228 @@
+"""The whole graph end to end: sandbox, Dagster runs, parquet lake, normalized tables, .hyper.
+
+Real HTTP against the sandbox, real Dagster runs on a temporary instance, real .hyper files read
+back with tableauhyperapi. Expected figures are computed here from the sandbox's own records.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+
+from xero_tableau.definitions import defs as load_definitions
+from xero_tableau.defs.partitions import day_range_tags
+from xero_tableau.defs.schedules import xero_sweep
+from xero_tableau.defs.table_assets import TABLE_KEYS
+from xero_tableau.sandbox.admin import SandboxWriter
+from xero_tableau.sandbox.dataset import TenantData
+from xero_tableau.sandbox.generator import GeneratorConfig
+from xero_tableau.settings import Settings
+from xero_tableau.sync import EXTRACTS_KEY, QUIET_RUN_CONFIG, RAW_KEYS, sync_all
+from xero_tableau.tableau.hyper import HyperWriter
+from xero_tableau_tests.xero_harness import (
+    connected_settings,
+    sandbox_with_callback,
+)
+
+DATA = GeneratorConfig(tenants=2, invoice_lines=1500, history_days=60)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    sandbox = sandbox_with_callback(data=DATA)
+    home = tmp_path_factory.mktemp("home")
+    settings, _tenants = connected_settings(sandbox, home)
+    env = {
+        "XT_HOME": str(settings.home),
+        "XERO_CLIENT_ID": settings.xero_client_id or "",
+        "XERO_CLIENT_SECRET": settings.xero_client_secret or "",
+        "XERO_API_BASE": settings.xero_api_base,
+        "XERO_IDENTITY_BASE": settings.xero_identity_base,
+        "XERO_LOGIN_BASE": settings.xero_login_base,
+        "XERO_REDIRECT_URI": settings.xero_redirect_uri,
+    }
+    patch = pytest.MonkeyPatch()
+    for key, value in env.items():
+        patch.setenv(key, value)
+    with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("dagster"))) as instance:
+        definitions = load_definitions()
+        summaries = sync_all(settings, instance, definitions, lambda _line: None)
+        yield sandbox, settings, instance, definitions, summaries
+    patch.undo()
+    sandbox.stop()
+
+
+def _query(settings: Settings, tenant: str, table: str, sql: str) -> list[tuple]:
+    with HyperWriter() as writer:
+        path = settings.hyper_dir / tenant / f"{table}.hyper"
+        return writer.query(path, sql.replace("{t}", f'"Extract"."{table}"'))
+
+
+def _net(line: dict, kind: str) -> Decimal:
+    amount = Decimal(str(line["LineAmount"]))
+    if kind == "Inclusive":
+        amount -= Decimal(str(line.get("TaxAmount", 0)))
+    return amount
+
+
+def _truth(tenant: TenantData) -> dict:
+    by_account: dict[str, Decimal] = defaultdict(Decimal)
+    by_option: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    by_month: dict[str, Decimal] = defaultdict(Decimal)
+    lines = 0
+    for invoice in tenant.collections["Invoices"].values():
+        kind = invoice.get("LineAmountTypes", "Exclusive")
+        day = datetime.fromtimestamp(int(invoice["Date"][6:-7]) / 1000, UTC).date()
+        for line in invoice.get("LineItems", []):
+            lines += 1
+            net = _net(line, kind)
+            by_account[line.get("AccountCode")] += net
+            for element in line.get("Tracking", []):
+                by_option[(element["Name"], element["Option"])] += net
+        by_month[day.strftime("%Y-%m")] += Decimal(str(invoice["Total"]))
+    return {"lines": lines, "account": by_account, "option": by_option, "month": by_month}
+
+
+def test_hyper_files_equal_the_sandbox_to_the_cent(world: tuple) -> None:
+    sandbox, settings, _instance, _defs, summaries = world
+    assert {s.tenant_id for s in summaries} == set(sandbox.sandbox.dataset.tenants)
+    assert all(not s.failed_checks for s in summaries), [s.failed_checks for s in summaries]
+    for tenant_id, tenant in sandbox.sandbox.dataset.tenants.items():
+        truth = _truth(tenant)
+        rows = _query(settings, tenant_id, "fct_invoice_lines", "SELECT COUNT(*) FROM {t}")
+        assert rows[0][0] == truth["lines"]
+        accounts = dict(
+            _query(
+                settings,
+                tenant_id,
+                "fct_invoice_lines",
+                "SELECT account_code, SUM(net_amount) FROM {t} GROUP BY account_code",
+            )
+        )
+        assert accounts == dict(truth["account"])
+        options: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        for slot in (1, 2):
+            for category, option, total in _query(
+                settings,
+                tenant_id,
+                "fct_invoice_lines",
+                f"SELECT tracking{slot}_category_name, tracking{slot}_option_name, "
+                f"SUM(net_amount) FROM {{t}} WHERE tracking{slot}_option_id IS NOT NULL "
+                "GROUP BY 1, 2",
+            ):
+                options[(category, option)] += total
+        assert dict(options) == dict(truth["option"])
+        # gross per document month: the lines' gross adds up to each invoice's Total
+        months = dict(
+            _query(
+                settings,
+                tenant_id,
+                "fct_invoice_lines",
+                "SELECT TO_CHAR(document_date, 'YYYY-MM'), SUM(gross_amount) FROM {t} GROUP BY 1",
+            )
+        )
+        assert months == dict(truth["month"])
+        other = _query(
+            settings,
+            tenant_id,
+            "fct_invoice_lines",
+            f"SELECT COUNT(*) FROM {{t}} WHERE tenant_id <> '{tenant_id}'",
+        )
+        assert other[0][0] == 0
+
+
+def _hyper_snapshot(settings: Settings, tenant: str) -> dict[str, list[str]]:
+    """Every row of every published table, but for when it was fetched (that differs per run)."""
+    snapshot = {}
+    with HyperWriter() as writer:
+        for table in TABLE_KEYS:
+            data = writer.read_table(settings.hyper_dir / tenant / f"{table}.hyper", table)
+            if "fetched_at_utc" in data.column_names:
+                data = data.drop_columns(["fetched_at_utc"])
+            snapshot[table] = sorted(repr(row) for row in data.to_pylist())
+    return snapshot
+
+
+def _resync(world: tuple, tenant: str, first: date, last: date) -> None:
+    _sandbox, _settings, instance, definitions, _summaries = world
+    assets = [a for a in definitions.assets if isinstance(a, dg.AssetsDefinition)]
+    for kwargs, keys in (
+        ({"tags": day_range_tags(tenant, first, last)}, RAW_KEYS),
+        ({"partition_key": tenant}, [*TABLE_KEYS.values(), EXTRACTS_KEY]),
+    ):
+        result = dg.materialize(
+            assets,
+            selection=dg.AssetSelection.assets(*keys),
+            instance=instance,
+            resources=dict(definitions.resources or {}),
+            run_config=QUIET_RUN_CONFIG,
+            **kwargs,
+        )
+        assert result.success
+
+
+def test_rerunning_changes_nothing_and_a_void_flips_the_flags(world: tuple) -> None:
+    sandbox, settings, _instance, _defs, _summaries = world
+    tenant_id = sorted(sandbox.sandbox.dataset.tenants)[0]
+    tenant = sandbox.sandbox.dataset.tenants[tenant_id]
+    today = sandbox.sandbox.clock.now().date()
+    before = _hyper_snapshot(settings, tenant_id)
+    _resync(world, tenant_id, today - timedelta(days=3), today)
+    assert _hyper_snapshot(settings, tenant_id) == before
+
+    invoice = next(
+        inv
+        for inv in tenant.collections["Invoices"].values()
+        if inv["Status"] == "AUTHORISED" and not inv.get("Payments")
+    )
+    with sandbox.sandbox.dataset.lock:
+        SandboxWriter(sandbox.sandbox).void(tenant_id, "Invoices", invoice["InvoiceID"])
+    _resync(world, tenant_id, today - timedelta(days=1), today)
+    flags = _query(
+        settings,
+        tenant_id,
+        "fct_invoice_lines",
+        f"SELECT DISTINCT status, is_voided FROM {{t}} WHERE invoice_id = '{invoice['InvoiceID']}'",
+    )
+    assert flags == [("VOIDED", True)]
+
+
+def test_the_sweep_catches_an_account_code_edit_that_xero_did_not_date(world: tuple) -> None:
+    sandbox, settings, instance, _definitions, _summaries = world
+    tenant_id = sorted(sandbox.sandbox.dataset.tenants)[1]
+    tenant = sandbox.sandbox.dataset.tenants[tenant_id]
+    today = sandbox.sandbox.clock.now().date()
+    invoice = max(
+        (i for i in tenant.collections["Invoices"].values() if i.get("LineItems")),
+        key=lambda i: i["UpdatedDateUTC"],
+    )
+    line = invoice["LineItems"][0]
+    new_code = next(
+        a["Code"]
+        for a in tenant.collections["Accounts"].values()
+        if a.get("Code") and a["Code"] != line["AccountCode"] and a.get("Type") == "REVENUE"
+    )
+    with sandbox.sandbox.dataset.lock:
+        SandboxWriter(sandbox.sandbox).edit_line_account_code(
+            tenant_id, "Invoices", invoice["InvoiceID"], line["LineItemID"], new_code
+        )
+    # The poll reads by UpdatedDateUTC: the edit is invisible to it.
+    poll_sql = f"SELECT account_code FROM {{t}} WHERE line_item_id = '{line['LineItemID']}'"
+    assert _query(settings, tenant_id, "fct_invoice_lines", poll_sql) != [(new_code,)]
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(today.year, today.month, today.day, 2, 30, tzinfo=UTC),
+    )
+    requests = [
+        r
+        for r in (xero_sweep.evaluate_tick(context).run_requests or [])
+        if r.tags["xero/tenant"] == tenant_id and r.tags["xero/purpose"] == "sweep-recent"
+    ]
+    assert len(requests) == 1
+    first = date.fromisoformat(requests[0].tags["dagster/asset_partition_range_start"][:10])
+    last = date.fromisoformat(requests[0].tags["dagster/asset_partition_range_end"][:10])
+    _resync(world, tenant_id, first, last)
+    assert _query(settings, tenant_id, "fct_invoice_lines", poll_sql) == [(new_code,)]
