@@ -133,7 +133,9 @@ def xero_tables(context: dg.AssetExecutionContext, xero: XeroResource):
             metadata["documents"] = len(set(table[record].to_pylist()))
         if name == "fct_invoice_lines":
             metadata["quarantined_records"] = len(quarantined)
-            metadata["quarantine"] = dg.MetadataValue.json(quarantined[:20])
+            metadata["quarantine"] = dg.MetadataValue.json(
+                [{k: q[k] for k in ("entity", "day", "id", "reason")} for q in quarantined[:20]]
+            )
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)
         yield _result(key, "unique_keys", checks.unique_keys(name, table))
         yield _result(key, "single_tenant", checks.single_tenant(name, table, tenant_id))
