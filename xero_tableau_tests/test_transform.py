@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from xero_tableau.sandbox.dataset import TenantData, ms_date, parse_ms_date
+from xero_tableau.sandbox.dataset import TenantData, ms_date
 from xero_tableau.sandbox.generator import GeneratorConfig, generate
 from xero_tableau.store import raw_lake
 from xero_tableau.transform.normalize import Reference, normalize
@@ -37,7 +37,7 @@ from xero_tableau.transform.raw import (
     flatten,
 )
 from xero_tableau.transform.schema import TABLES, arrow_schema, render_schema_markdown
-from xero_tableau.xero.dates import parse_xero_datetime
+from xero_tableau.xero.dates import parse_xero_datetime, xero_timezone_to_iana
 
 CONFIG = GeneratorConfig(seed=5, tenants=2, invoice_lines=1200, as_of=date(2026, 2, 28), history_days=45)
 FETCHED = datetime(2026, 3, 1, 6, 0, 0, 123000, tzinfo=UTC)
@@ -358,17 +358,18 @@ def test_document_kind_status_flags_and_contacts(synced: Synced) -> None:
             assert row["fetched_at_utc"] == FETCHED
             statuses[doc["Status"]] += 1
         assert statuses["VOIDED"] and statuses["DELETED"], "voids and deletes must be exercised"
-        kinds = Counter(rows(tables["fct_credit_note_lines"].select(["document_kind"])).__iter__())
-        assert kinds
+        credits = {c["CreditNoteID"]: c for c in records(tenant, "CreditNotes")}
+        kinds = {"ACCRECCREDIT": "sales_credit", "ACCPAYCREDIT": "purchase_credit"}
+        for row in rows(tables["fct_credit_note_lines"]):
+            credit = credits[row["credit_note_id"]]
+            assert row["document_kind"] == kinds[credit["Type"]]
+            assert row["credit_note_type"] == credit["Type"]
+            assert row["is_voided"] == (credit["Status"] == "VOIDED")
 
 
 def test_updated_date_local_uses_the_organisation_zone(synced: Synced) -> None:
     for tenant, tables in each_tenant(synced):
-        from zoneinfo import ZoneInfo
-
-        from xero_tableau.xero.dates import xero_timezone_to_iana
-
-        zone: ZoneInfo = xero_timezone_to_iana(tenant.organisation["Timezone"])
+        zone = xero_timezone_to_iana(tenant.organisation["Timezone"])
         table = tables["fct_invoice_lines"]
         shifted = 0
         for row in rows(table.select(["updated_at_utc", "updated_date_local"])):
@@ -473,7 +474,7 @@ def test_same_updated_date_later_fetch_wins() -> None:
         for offset, b in zip((0, 1), order, strict=True):
             assert b.lines is not None
             shifted = pc.add(b.lines["document_row"], pa.scalar(offset, pa.int32()))
-            lines_parts.append(b.lines.set_column(1, "document_row", shifted))
+            lines_parts.append(b.lines.set_column(1, b.lines.schema.field(1), shifted))
         lines = pa.concat_tables(lines_parts)
         out = normalize(tenant_id, {"Invoices": (documents, lines)}, minimal_reference())
         amounts = out["fct_invoice_lines"].column("line_amount").to_pylist()
@@ -483,7 +484,7 @@ def test_same_updated_date_later_fetch_wins() -> None:
 def test_misaligned_lines_are_refused() -> None:
     documents, lines = as_raw("Invoices", [invoice_record("a", "1.00"), invoice_record("b", "2.00")])
     assert lines is not None
-    swapped = lines.set_column(1, "document_row", pa.array([1, 0], pa.int32()))
+    swapped = lines.set_column(1, lines.schema.field(1), pa.array([1, 0], pa.int32()))
     with pytest.raises(ValueError, match="not aligned"):
         normalize("t", {"Invoices": (documents, swapped)}, minimal_reference())
 
@@ -544,13 +545,18 @@ def test_partition_is_replaced_atomically_and_removed_when_empty(
     raw_lake.write_day_partition(
         tmp_path, tenant_id, "Invoices", day, flatten("Invoices", first, FETCHED), first
     )
-    assert sorted(os.listdir(folder)) == ["documents.parquet", "lines.parquet", "records.json.gz"]
+    assert sorted(os.listdir(folder)) == [
+        "documents.parquet",
+        "lines.parquet",
+        "records.json.gz",
+        "write_id",
+    ]
 
     second = [invoice_record("c", "3.00")]
     raw_lake.write_day_partition(
         tmp_path, tenant_id, "Invoices", day, flatten("Invoices", second, FETCHED), second
     )
-    documents, _ = raw_lake.read_entity(tmp_path, tenant_id, "Invoices")
+    documents, _ = raw_lake.read_entity(tmp_path, tenant_id, "Invoices", refresh_cache=False)
     assert documents.column("id").to_pylist() == ["c"]
     assert os.listdir(folder.parent) == [folder.name], "no scratch folders left behind"
 
@@ -567,7 +573,7 @@ def test_partition_is_replaced_atomically_and_removed_when_empty(
             tmp_path, tenant_id, "Invoices", day, flatten("Invoices", first, FETCHED), first
         )
     monkeypatch.undo()
-    documents, _ = raw_lake.read_entity(tmp_path, tenant_id, "Invoices")
+    documents, _ = raw_lake.read_entity(tmp_path, tenant_id, "Invoices", refresh_cache=False)
     assert documents.column("id").to_pylist() == ["c"]
     assert os.listdir(folder.parent) == [folder.name]
 
@@ -578,6 +584,53 @@ def test_partition_is_replaced_atomically_and_removed_when_empty(
     assert documents.num_rows == 0 and lines is not None and lines.num_rows == 0
     assert documents.schema.equals(DOCUMENT_SCHEMAS["Invoices"])
     assert lines.schema.equals(LINE_SCHEMAS["Invoices"])
+
+
+def test_compacted_copy_is_only_a_cache(tmp_path: Path) -> None:
+    """Reads through the compacted copy equal reads of the day folders, whatever happened to the
+    days (rewritten, removed, added) or to the copy (stale, corrupt) since it was built."""
+    tenant_id, entity = "t-cache", "Invoices"
+    start = datetime(2026, 1, 1, 9, tzinfo=UTC)
+    docs = [
+        invoice_record(f"inv-{i}", f"{i}.00", updated=start + timedelta(days=i), lines=1 + i % 3)
+        for i in range(12)
+    ]
+    write_entity(tmp_path, tenant_id, entity, docs)
+    cache_dir = raw_lake.entity_dir(tmp_path, tenant_id, entity) / raw_lake.CACHE_DIR
+
+    def check() -> tuple[pa.Table, pa.Table | None]:
+        direct = raw_lake.read_entity(tmp_path, tenant_id, entity, refresh_cache=False)
+        via_cache = raw_lake.read_entity(tmp_path, tenant_id, entity)
+        again = raw_lake.read_entity(tmp_path, tenant_id, entity)
+        for got in (via_cache, again):
+            assert got[0].equals(direct[0]) and got[1] is not None
+            assert got[1].equals(direct[1])
+        return direct
+
+    check()
+    assert cache_dir.exists(), "the first read builds the compacted copy"
+    # rewrite one day, remove another, add a new one: the copy is now stale for those days
+    changed = copy.deepcopy(docs[3])
+    changed["LineItems"][0]["LineAmount"] = 99.0
+    write_entity(tmp_path, tenant_id, entity, [changed])
+    removed_day = utc_day(docs[5])
+    raw_lake.write_day_partition(
+        tmp_path, tenant_id, entity, removed_day, empty_batch(entity), []
+    )
+    write_entity(tmp_path, tenant_id, entity, [invoice_record("late", "1.00", updated=start)])
+    documents, lines = check()
+    assert "inv-5" not in documents.column("id").to_pylist()
+    assert lines is not None and Decimal("99.00") in lines.column("line_amount").to_pylist()
+    # a projection reads the same values
+    columns = (["id", "updated_at_utc"], ["document_id", "document_row", "line_amount"])
+    projected = raw_lake.read_entity(tmp_path, tenant_id, entity, columns=columns)
+    assert projected[0].equals(documents.select(columns[0]))
+    assert projected[1] is not None and projected[1].equals(lines.select(columns[1]))
+    # a corrupt copy is ignored and rebuilt
+    (cache_dir / raw_lake.CACHE_LINES).write_bytes(b"garbage")
+    check()
+    raw_lake.compact_entity(tmp_path, tenant_id, entity)
+    assert not [p for p in os.listdir(cache_dir.parent) if p.startswith(".")]
 
 
 def test_reference_snapshots_round_trip(tmp_path: Path) -> None:
@@ -656,4 +709,3 @@ def test_transform_and_store_never_import_dagster() -> None:
 def test_partition_folder_naming(tmp_path: Path) -> None:
     path = raw_lake.partition_dir(tmp_path, "abc", "BankTransactions", date(2026, 1, 2))
     assert path == tmp_path / "tenant=abc" / "raw" / "bank_transactions" / "day=2026-01-02"
-    assert parse_ms_date("/Date(0+0000)/") == 0

@@ -31,7 +31,12 @@ def write_parquet(path: Path, table: pa.Table) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        # Tuned for Hyper's parallel reader, measured on 1M invoice lines (bench/normalize_hyper):
+        # no compression and no column statistics (Hyper needs neither; they cost 40% of the
+        # write), row groups of 256K rows so Hyper reads them in parallel.
+        pq.write_table(
+            table, tmp, compression="none", write_statistics=False, row_group_size=262_144
+        )
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -43,6 +43,7 @@ import re
 import shutil
 import sys
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -66,6 +67,7 @@ from xero_tableau.xero.models import RejectedRecord
 
 __all__ = [
     "REFERENCE_ENTITIES",
+    "Columns",
     "compact_entity",
     "entity_dir",
     "entity_snake",
@@ -104,7 +106,6 @@ _READ_THREADS = 8
 _READ_ATTEMPTS = 3
 _CACHE_CHUNK_ROWS = 1 << 17
 _CACHE_MAX_STALE_DAYS = 8  # days read from folders before the compacted copy is rewritten
-_CACHE_MAX_STALE_SHARE = 0.1  # ... or this share of the documents
 
 
 def entity_snake(entity: str) -> str:
@@ -313,9 +314,21 @@ def _check_batch(entity: str, batch: FlatBatch) -> None:
 
 # --- reading ----------------------------------------------------------------------------------
 
+Columns = tuple[Sequence[str], Sequence[str] | None]
+"""A projection for :func:`read_entity`: (document columns, line columns or None)."""
+
+
+def _project(schema: pa.Schema, names: Sequence[str] | None) -> pa.Schema:
+    if names is None:
+        return schema
+    missing = [name for name in names if name not in schema.names]
+    if missing:
+        raise ValueError(f"unknown lake columns {missing}")
+    return pa.schema([schema.field(name) for name in names])
+
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """A table read from disk in the current schema: files written by an older version of the
+    """A table read from disk in the wanted schema: files written by an older version of the
     connector may lack new columns (filled with nulls) or order them differently."""
     if table.schema.equals(schema):
         return table
@@ -326,6 +339,14 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         else:
             columns.append(pa.nulls(table.num_rows, f.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _read_parquet(path: Path, schema: pa.Schema) -> pa.Table:
+    try:
+        table = pq.read_table(path, columns=schema.names)
+    except (pa.ArrowInvalid, KeyError):  # an older file without some of the columns
+        table = pq.read_table(path)
+    return _conform(table, schema)
 
 
 def _read_write_id(folder: Path) -> str | None:
@@ -352,20 +373,17 @@ class _Segment:
     documents: pa.Table
     lines: pa.Table | None
     source_doc_start: int = 0
-    cached: bool = False
 
 
-def _read_day(folder: Path, name: str, entity: str) -> _Segment:
+def _read_day(folder: Path, name: str, schemas: tuple[pa.Schema, pa.Schema | None]) -> _Segment:
     """One day folder; re-read if it was replaced while being read (its write id changed), so
     documents and lines always come from the same write."""
     path = folder / name
-    line_schema = LINE_SCHEMAS.get(entity)
+    doc_schema, line_schema = schemas
     for _ in range(_READ_ATTEMPTS):
         before = _read_write_id(path)
-        documents = _conform(pq.read_table(path / DOCUMENTS_FILE), DOCUMENT_SCHEMAS[entity])
-        lines = None
-        if line_schema is not None:
-            lines = _conform(pq.read_table(path / LINES_FILE), line_schema)
+        documents = _read_parquet(path / DOCUMENTS_FILE, doc_schema)
+        lines = None if line_schema is None else _read_parquet(path / LINES_FILE, line_schema)
         if _read_write_id(path) == before:
             n_lines = 0 if lines is None else lines.num_rows
             return _Segment([_Day(name, before, documents.num_rows, n_lines)], documents, lines)
@@ -384,42 +402,48 @@ def _schema_tag(entity: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@dataclass
-class _Cache:
-    days: dict[str, dict[str, Any]]  # day name -> {"write_id", "documents", "lines"}
-    documents: pa.Table
-    lines: pa.Table | None
-
-
-def _load_cache(folder: Path, entity: str) -> _Cache | None:
-    """The compacted copy, or None if missing, unreadable, of another schema or swapped while
-    being read (then the day folders are read instead)."""
-    cache = folder / CACHE_DIR
+def _load_manifest(folder: Path, entity: str) -> dict[str, Any] | None:
     try:
-        manifest = _loads((cache / CACHE_MANIFEST).read_bytes())
-        if manifest.get("schema") != _schema_tag(entity):
-            return None
-        documents = feather.read_table(cache / CACHE_DOCUMENTS)
-        lines = feather.read_table(cache / CACHE_LINES) if entity in LINE_SCHEMAS else None
+        manifest = _loads((folder / CACHE_DIR / CACHE_MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("schema") != _schema_tag(entity):
+        return None
+    return manifest
+
+
+def _load_cache(
+    folder: Path, manifest: dict[str, Any], schemas: tuple[pa.Schema, pa.Schema | None]
+) -> tuple[pa.Table, pa.Table | None] | None:
+    """The compacted tables ``manifest`` describes (projected to ``schemas``), or None if they
+    are unreadable or were swapped while being read (then the day folders are read instead)."""
+    cache = folder / CACHE_DIR
+    doc_schema, line_schema = schemas
+    try:
+        documents = feather.read_table(cache / CACHE_DOCUMENTS, columns=doc_schema.names)
+        lines = None
+        if line_schema is not None:
+            lines = feather.read_table(cache / CACHE_LINES, columns=line_schema.names)
         if _loads((cache / CACHE_MANIFEST).read_bytes()).get("id") != manifest.get("id"):
             return None
     except (OSError, ValueError, KeyError, pa.ArrowException):
         return None
-    if not documents.schema.equals(DOCUMENT_SCHEMAS[entity]):
+    if not documents.schema.equals(doc_schema) or (
+        lines is not None and line_schema is not None and not lines.schema.equals(line_schema)
+    ):
         return None
-    line_schema = LINE_SCHEMAS.get(entity)
-    if lines is not None and line_schema is not None and not lines.schema.equals(line_schema):
-        return None
-    return _Cache(manifest["days"], documents, lines)
+    return documents, lines
 
 
-def _cache_segments(cache: _Cache, fresh: set[str]) -> list[_Segment]:
+def _cache_segments(
+    days: dict[str, dict[str, Any]], tables: tuple[pa.Table, pa.Table | None], fresh: set[str]
+) -> list[_Segment]:
     """Zero-copy slices of the cache, one per run of consecutive fresh days."""
     runs: list[list[_Day]] = []
     starts: list[tuple[int, int]] = []
     expected = (-1, -1)
-    for name in sorted(cache.days):
-        entry = cache.days[name]
+    for name in sorted(days):
+        entry = days[name]
         doc_start, doc_count = entry["documents"]
         line_start, line_count = entry["lines"]
         if name not in fresh:
@@ -430,22 +454,22 @@ def _cache_segments(cache: _Cache, fresh: set[str]) -> list[_Segment]:
             starts.append((doc_start, line_start))
         runs[-1].append(_Day(name, entry["write_id"], doc_count, line_count))
         expected = (doc_start + doc_count, line_start + line_count)
+    documents, lines = tables
     segments = []
-    for days, (doc_start, line_start) in zip(runs, starts, strict=True):
-        documents = cache.documents.slice(doc_start, sum(d.documents for d in days))
-        lines = None
-        if cache.lines is not None:
-            lines = cache.lines.slice(line_start, sum(d.lines for d in days))
-        segments.append(_Segment(days, documents, lines, doc_start, cached=True))
+    for run, (doc_start, line_start) in zip(runs, starts, strict=True):
+        run_docs = documents.slice(doc_start, sum(d.documents for d in run))
+        run_lines = None if lines is None else lines.slice(line_start, sum(d.lines for d in run))
+        segments.append(_Segment(run, run_docs, run_lines, doc_start))
     return segments
 
 
-def _stitch(entity: str, segments: list[_Segment]) -> tuple[pa.Table, pa.Table | None]:
+def _stitch(
+    schemas: tuple[pa.Schema, pa.Schema | None], segments: list[_Segment]
+) -> tuple[pa.Table, pa.Table | None]:
     """Concatenate segments (in day order), re-pointing lines.document_row at the result."""
-    line_schema = LINE_SCHEMAS.get(entity)
+    doc_schema, line_schema = schemas
     if not segments:
-        empty_lines = None if line_schema is None else line_schema.empty_table()
-        return DOCUMENT_SCHEMAS[entity].empty_table(), empty_lines
+        return doc_schema.empty_table(), None if line_schema is None else line_schema.empty_table()
     documents = pa.concat_tables([s.documents for s in segments])
     if line_schema is None:
         return documents, None
@@ -455,7 +479,7 @@ def _stitch(entity: str, segments: list[_Segment]) -> tuple[pa.Table, pa.Table |
         lines = segment.lines
         shift = offset - segment.source_doc_start
         if lines is not None and lines.num_rows:
-            if shift:
+            if shift and "document_row" in lines.column_names:
                 index = lines.schema.get_field_index("document_row")
                 shifted = pc.add(lines.column(index), pa.scalar(shift, pa.int32()))
                 lines = lines.set_column(index, lines.schema.field(index), shifted)
@@ -471,10 +495,7 @@ def _ipc_bytes(table: pa.Table) -> pa.Buffer:
 
 
 def _write_cache(
-    folder: Path,
-    entity: str,
-    segments: list[_Segment],
-    tables: tuple[pa.Table, pa.Table | None],
+    folder: Path, entity: str, segments: list[_Segment], tables: tuple[pa.Table, pa.Table | None]
 ) -> None:
     """Replace the compacted copy with ``tables`` (the stitched ``segments``), atomically."""
     days: dict[str, dict[str, Any]] = {}
@@ -507,69 +528,90 @@ def _write_cache(
 
 
 def _read(
-    lake: Path, tenant_id: str, entity: str, rebuild: Literal["never", "auto", "stale"]
+    lake: Path,
+    tenant_id: str,
+    entity: str,
+    columns: Columns | None,
+    rebuild: Literal["never", "auto", "stale"],
 ) -> tuple[pa.Table, pa.Table | None]:
     folder = entity_dir(lake, tenant_id, entity)
+    full = (DOCUMENT_SCHEMAS[entity], LINE_SCHEMAS.get(entity))
+    wanted = full
+    if columns is not None:
+        lines_wanted = None if full[1] is None else _project(full[1], columns[1])
+        wanted = (_project(full[0], columns[0]), lines_wanted)
     names = _day_names(folder)
     write_ids = {name: _read_write_id(folder / name) for name in names}
-    cache = _load_cache(folder, entity)
-    fresh: set[str] = set()
-    if cache is not None:
-        fresh = {
-            name
-            for name in names
-            if write_ids[name] is not None
-            and cache.days.get(name, {}).get("write_id") == write_ids[name]
-        }
-    segments = [] if cache is None else _cache_segments(cache, fresh)
+    manifest = _load_manifest(folder, entity)
+    cached_days: dict[str, dict[str, Any]] = {} if manifest is None else manifest["days"]
+    fresh = {
+        name
+        for name in names
+        if write_ids[name] is not None
+        and cached_days.get(name, {}).get("write_id") == write_ids[name]
+    }
+    behind = (len(names) - len(fresh)) + (len(cached_days) - len(fresh))
+    if not names:
+        if rebuild != "never" and (folder / CACHE_DIR).exists():
+            _remove_dir(folder / CACHE_DIR)
+        return _stitch(wanted, [])
+    rewrite = rebuild != "never" and (
+        manifest is None or behind > (0 if rebuild == "stale" else _CACHE_MAX_STALE_DAYS)
+    )
+    schemas = full if rewrite else wanted  # a rewrite needs every column
+    cached = None
+    if manifest is not None and fresh:
+        cached = _load_cache(folder, manifest, schemas)
+        if cached is None:  # unreadable or swapped meanwhile: read the days, rebuild the copy
+            fresh = set()
+            rewrite = rebuild != "never"
+            schemas = full if rewrite else wanted
+    segments = [] if cached is None else _cache_segments(cached_days, cached, fresh)
     stale = [name for name in names if name not in fresh]
     if stale:
         with ThreadPoolExecutor(max_workers=min(_READ_THREADS, len(stale))) as pool:
-            read = list(pool.map(lambda name: _read_day(folder, name, entity), stale))
+            read = list(pool.map(lambda name: _read_day(folder, name, schemas), stale))
         segments = sorted([*segments, *read], key=lambda s: s.days[0].name)
-    tables = _stitch(entity, segments)
-    if rebuild == "never":
-        return tables
-    if not names:
-        if (folder / CACHE_DIR).exists():
-            _remove_dir(folder / CACHE_DIR)
-        return tables
-    dropped = 0 if cache is None else len(cache.days) - len(fresh)
-    behind = len(stale) + dropped
-    stale_rows = sum(s.documents.num_rows for s in segments if not s.cached)
-    if (
-        cache is None
-        or (rebuild == "stale" and behind)
-        or behind > _CACHE_MAX_STALE_DAYS
-        or stale_rows > _CACHE_MAX_STALE_SHARE * tables[0].num_rows
-    ):
+    tables = _stitch(schemas, segments)
+    if rewrite:
         _write_cache(folder, entity, segments, tables)
-    return tables
+    if schemas is wanted:
+        return tables
+    documents, lines = tables
+    return (
+        documents.select(wanted[0].names),
+        None if lines is None or wanted[1] is None else lines.select(wanted[1].names),
+    )
 
 
 def read_entity(
-    lake: Path, tenant_id: str, entity: str, *, refresh_cache: bool = True
+    lake: Path,
+    tenant_id: str,
+    entity: str,
+    *,
+    columns: Columns | None = None,
+    refresh_cache: bool = True,
 ) -> tuple[pa.Table, pa.Table | None]:
     """Every day partition of one entity, concatenated in day order: (documents, lines or None).
 
     Documents keep every stored version (an id may occur in several days; normalize keeps the
     latest). ``lines.document_row`` is rewritten to index the returned documents table, so a
-    line finds its own version's header by position.
+    line finds its own version's header by position. ``columns`` restricts the columns read
+    (e.g. ``normalize.NORMALIZE_COLUMNS[entity]``): less to decode and to hold in memory.
 
     Speed: a small parquet file costs about a millisecond to open and decode, so hundreds of day
     folders would dominate normalize. The days are therefore also kept in a compacted copy
     (``_compacted/``, Arrow IPC with LZ4: ~0.1 s for a million lines). Days whose write id
     matches the copy are served from it, new or rewritten days from their folders; with
-    ``refresh_cache`` the copy is rewritten when it is missing or has fallen more than a few days
-    (or 10% of the rows) behind.
+    ``refresh_cache`` the copy is rewritten when it is missing or more than a few days behind.
     """
-    return _read(lake, tenant_id, entity, "auto" if refresh_cache else "never")
+    return _read(lake, tenant_id, entity, columns, "auto" if refresh_cache else "never")
 
 
 def compact_entity(lake: Path, tenant_id: str, entity: str) -> None:
     """Bring an entity's compacted copy fully up to date (e.g. at the end of a raw backfill run,
     so that the next normalize reads one file instead of every day folder)."""
-    _read(lake, tenant_id, entity, "stale")
+    _read(lake, tenant_id, entity, None, "stale")
 
 
 # --- quarantine ---------------------------------------------------------------------------------

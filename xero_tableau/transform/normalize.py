@@ -40,7 +40,7 @@ from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS, empty_bat
 from xero_tableau.transform.schema import TABLES, TableSpec, arrow_schema
 from xero_tableau.xero.models import Account, Organisation, TrackingCategory, parse_records
 
-__all__ = ["FACT_SOURCES", "Reference", "normalize", "tracking_slots"]
+__all__ = ["FACT_SOURCES", "NORMALIZE_COLUMNS", "Reference", "normalize", "tracking_slots"]
 
 FACT_SOURCES: dict[str, str] = {
     "fct_invoice_lines": "Invoices",
@@ -53,6 +53,111 @@ FACT_SOURCES: dict[str, str] = {
 }
 """Published table -> the raw entity it is built from (dim_accounts and dim_tracking_options come
 from the reference snapshots)."""
+
+_HEAD = ["id", "updated_at_utc", "fetched_at_utc"]
+_DOC = [*_HEAD, "status", "date"]
+_PRICED = ["line_amount_types", "contact_id", "contact_name", "currency_code", "currency_rate"]
+_LINE_IDS = ["document_id", "document_row", "line_number"]
+_TRACKING_IDS = [
+    f"tracking_{slot}_{part}" for slot in ("a", "b") for part in ("category_id", "option_id")
+]
+_LINE_ITEM = [
+    *_LINE_IDS,
+    "line_id",
+    "description",
+    "item_code",
+    "quantity",
+    "unit_amount",
+    "account_id",
+    "account_code",
+    "tax_type",
+    "tax_amount",
+    "line_amount",
+    *_TRACKING_IDS,
+]
+NORMALIZE_COLUMNS: dict[str, tuple[list[str], list[str] | None]] = {
+    "Invoices": (
+        [*_DOC, "type", "invoice_number", "reference", "due_date", *_PRICED],
+        _LINE_ITEM,
+    ),
+    "CreditNotes": (
+        [*_DOC, "type", "credit_note_number", "reference", "due_date", *_PRICED],
+        _LINE_ITEM,
+    ),
+    "PurchaseOrders": (
+        [*_DOC, "purchase_order_number", "reference", "delivery_date", *_PRICED],
+        _LINE_ITEM,
+    ),
+    "BankTransactions": (
+        [
+            *_DOC,
+            "type",
+            "reference",
+            "is_reconciled",
+            "bank_account_id",
+            "bank_account_code",
+            "bank_account_name",
+            *_PRICED,
+        ],
+        _LINE_ITEM,
+    ),
+    "ManualJournals": (
+        [*_DOC, "narration", "line_amount_types"],
+        [
+            *_LINE_IDS,
+            "description",
+            "account_id",
+            "account_code",
+            "tax_type",
+            "tax_amount",
+            "line_amount",
+            *_TRACKING_IDS,
+        ],
+    ),
+    "Payments": (
+        [
+            *_DOC,
+            "payment_type",
+            "reference",
+            "is_reconciled",
+            "amount",
+            "bank_amount",
+            "currency_rate",
+            "account_id",
+            "account_code",
+            "invoice_id",
+            "invoice_number",
+            "invoice_type",
+            "invoice_currency_code",
+            "credit_note_id",
+            "credit_note_number",
+            "prepayment_id",
+            "overpayment_id",
+            "batch_payment_id",
+            "contact_id",
+            "contact_name",
+        ],
+        None,
+    ),
+    "Contacts": (
+        [
+            *_HEAD,
+            "name",
+            "contact_status",
+            "contact_number",
+            "account_number",
+            "email_address",
+            "tax_number",
+            "is_customer",
+            "is_supplier",
+            "default_currency",
+            "merged_to_contact_id",
+        ],
+        None,
+    ),
+}
+"""Entity -> (document columns, line columns) normalize reads: pass as ``read_entity(...,
+columns=NORMALIZE_COLUMNS[entity])`` to decode and hold only those (full tables work too)."""
 
 if sys.byteorder != "little":  # the decimal128 <-> int64 views below assume it
     raise ImportError("xero_tableau.transform.normalize needs a little-endian platform")
@@ -193,13 +298,14 @@ def _lookup(values: pa.Array | pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
 
 
 def _take(values: pa.Array, index: np.ndarray) -> pa.Array:
-    """values[index], null where index is -1."""
+    """values[index], null where index is -1 (a null appended to ``values`` stands in for the
+    misses, so the gather needs no validity mask on the indices)."""
     if len(values) == 0:
         return pa.nulls(len(index), values.type)
-    mask = index < 0
-    if mask.any():
-        return values.take(pa.array(index, pa.int64(), mask=mask))
-    return values.take(pa.array(index, pa.int64()))
+    if index.size and index.min() < 0:
+        values = pa.concat_arrays([values, pa.nulls(1, values.type)])
+        index = np.where(index < 0, len(values) - 1, index)
+    return values.take(pa.array(index.astype(np.int32, copy=False), pa.int32()))
 
 
 def _coalesce(*arrays: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -211,8 +317,15 @@ def _flag(status: pa.Array | pa.ChunkedArray, value: str) -> pa.Array | pa.Chunk
 
 
 def _constant(value: Any, n: int, data_type: pa.DataType) -> pa.Array:
+    """One value repeated n times (strings built from raw buffers: pa.repeat is ~10x slower)."""
     if value is None:
         return pa.nulls(n, data_type)
+    if pa.types.is_string(data_type):
+        data = str(value).encode()
+        if n * len(data) < 2**31 - 1:
+            offsets = np.arange(n + 1, dtype=np.int32) * np.int32(len(data))
+            buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data * n)]
+            return pa.Array.from_buffers(pa.string(), n, buffers)
     return pa.repeat(pa.scalar(value, data_type), n)
 
 
@@ -275,7 +388,7 @@ class _Context:
     options: pa.Table  # dim_tracking_options
     category_ids: pa.Array  # every known category id
     category_names: pa.Array
-    slot_category_ids: pa.Array  # [slot-1 id, slot-2 id] (0 to 2 entries)
+    slots: dict[str, int]  # category id -> slot 1 or 2
     contacts: pa.Table  # dim_contacts
 
 
@@ -406,11 +519,18 @@ def _versioned(entity: str, documents: pa.Table, lines: pa.Table | None) -> _Ver
         doc_row = renumber[doc_row[line_keep]]
         lines = lines.filter(pa.array(line_keep))
     take = pa.array(doc_row.astype(np.int32, copy=False), pa.int32())
-    if len(take):
+    n = len(doc_row)
+    if n:
         if int(doc_row.min()) < 0 or int(doc_row.max()) >= documents.num_rows:
             raise ValueError(f"{entity}: lines.document_row out of range of the documents")
-        parents = documents.column("id").take(take)
-        if not pc.all(pc.equal(parents, lines.column("document_id"))).as_py():
+        # A line's own document_id must be the id of the row it points at. Checked wherever the
+        # parent changes (first and last line of every run): that is where a shifted or
+        # mis-stitched document_row shows, at a fraction of the cost of comparing every line.
+        change = np.flatnonzero(doc_row[1:] != doc_row[:-1])
+        probe = np.concatenate((np.array([0, n - 1]), change, change + 1))
+        parents = documents.column("id").take(pa.array(doc_row[probe]))
+        own = lines.column("document_id").take(pa.array(probe))
+        if not pc.all(pc.equal(parents, own)).as_py():
             raise ValueError(
                 f"{entity}: lines are not aligned with documents (document_row must index the "
                 "documents table passed with them; read both with raw_lake.read_entity)"
@@ -478,54 +598,70 @@ def _account_columns(
     }
 
 
+def _codes(
+    columns: Sequence[pa.Array | pa.ChunkedArray], keys: pa.Array
+) -> tuple[list[np.ndarray], pa.Array]:
+    """Positions of each column's values in ``keys`` extended by the values it lacks (so an
+    unknown id keeps its text), -1 for null; and the extended keys."""
+    codes = [_lookup(column, keys) for column in columns]
+    unknown = []
+    for column, code in zip(columns, codes, strict=True):
+        missing = code < 0
+        if missing.any():
+            found = pc.filter(column, pa.array(missing))
+            unknown.append(_combine(pc.drop_null(found)))
+    if not any(len(u) for u in unknown):
+        return codes, keys
+    extra = _combine(pc.unique(pa.chunked_array(unknown, keys.type)))
+    keys = pa.concat_arrays([keys, extra])
+    return [_lookup(column, keys) for column in columns], keys
+
+
 def _tracking_columns(ctx: _Context, lines: pa.Table) -> dict[str, Any]:
     """tracking1_*/tracking2_*: each of a line's (up to two) elements goes to its category's
-    slot; an element of an unslotted or unknown category takes the slot the line leaves free."""
-    cat_a, cat_b = lines.column("tracking_a_category_id"), lines.column("tracking_b_category_id")
-    opt_a, opt_b = lines.column("tracking_a_option_id"), lines.column("tracking_b_option_id")
-    has_a = _combine(pc.or_(pc.is_valid(cat_a), pc.is_valid(opt_a))).to_numpy(zero_copy_only=False)
-    has_b = _combine(pc.or_(pc.is_valid(cat_b), pc.is_valid(opt_b))).to_numpy(zero_copy_only=False)
-    slot_a = _lookup(cat_a, ctx.slot_category_ids)  # 0, 1 or -1
-    slot_b = _lookup(cat_b, ctx.slot_category_ids)
+    slot; an element of an unslotted or unknown category takes the slot the line leaves free.
+
+    Works on integer codes into the (small) category and option dictionaries; the strings are
+    only materialised once per output column, by a gather from those dictionaries."""
+    (cat_a, cat_b), cat_keys = _codes(
+        [lines.column("tracking_a_category_id"), lines.column("tracking_b_category_id")],
+        ctx.category_ids,
+    )
+    (opt_a, opt_b), opt_keys = _codes(
+        [lines.column("tracking_a_option_id"), lines.column("tracking_b_option_id")],
+        ctx.options.column("option_id").combine_chunks(),
+    )
+    if not ((cat_a >= 0) | (opt_a >= 0) | (cat_b >= 0) | (opt_b >= 0)).any():
+        return {}
+    known_slots = {cid: slot - 1 for cid, slot in ctx.slots.items()}
+    # slot (0, 1, or -1) of every category key, plus -1 at the end for code -1 (no category)
+    slot_of = np.array(
+        [known_slots.get(cid, -1) for cid in cat_keys.to_pylist()] + [-1], dtype=np.int64
+    )
+    has_a, has_b = (cat_a >= 0) | (opt_a >= 0), (cat_b >= 0) | (opt_b >= 0)
+    slot_a, slot_b = slot_of[cat_a], slot_of[cat_b]
     # an element without a slot of its own takes the other one
     slot_a = np.where(has_a & (slot_a < 0), np.where(slot_b == 0, 1, 0), slot_a)
     slot_b = np.where(has_b & (slot_b < 0), np.where(slot_a == 0, 1, 0), slot_b)
     slot_a = np.where(has_a, slot_a, -1)
     slot_b = np.where(has_b & (slot_b != slot_a), slot_b, -1)
 
-    option_ids = ctx.options.column("option_id").combine_chunks()
+    cat_names = _take(ctx.category_names, _lookup(cat_keys, ctx.category_ids))
     option_names = ctx.options.column("option_name").combine_chunks()
+    opt_names = _take(option_names, _lookup(opt_keys, ctx.options.column("option_id")))
     out: dict[str, Any] = {}
     for slot in (0, 1):
-        from_a = slot_a == slot
-        from_b = slot_b == slot
+        from_a, from_b = slot_a == slot, slot_b == slot
         if not from_a.any() and not from_b.any():
             continue
-        category = _pick(from_a, from_b, cat_a, cat_b)
-        option = _pick(from_a, from_b, opt_a, opt_b)
+        cat = np.where(from_a, cat_a, np.where(from_b, cat_b, -1))
+        opt = np.where(from_a, opt_a, np.where(from_b, opt_b, -1))
         prefix = f"tracking{slot + 1}_"
-        out[prefix + "category_id"] = category
-        out[prefix + "category_name"] = _take(
-            ctx.category_names, _lookup(category, ctx.category_ids)
-        )
-        out[prefix + "option_id"] = option
-        out[prefix + "option_name"] = _take(option_names, _lookup(option, option_ids))
+        out[prefix + "category_id"] = _take(cat_keys, cat)
+        out[prefix + "category_name"] = _take(cat_names, cat)
+        out[prefix + "option_id"] = _take(opt_keys, opt)
+        out[prefix + "option_name"] = _take(opt_names, opt)
     return out
-
-
-def _pick(
-    from_a: np.ndarray,
-    from_b: np.ndarray,
-    a: pa.Array | pa.ChunkedArray,
-    b: pa.Array | pa.ChunkedArray,
-) -> pa.Array | pa.ChunkedArray:
-    """a where from_a, b where from_b, null elsewhere."""
-    if from_a.all():
-        return a
-    if not from_b.any():
-        return pc.if_else(pa.array(from_a), a, pa.scalar(None, a.type))
-    picked = pc.if_else(pa.array(from_a), a, b)
-    return pc.if_else(pa.array(from_a | from_b), picked, pa.scalar(None, a.type))
 
 
 def _amount_columns(
@@ -775,23 +911,33 @@ _FACT_BUILDERS: dict[str, Callable[[_Context, _Versioned], pa.Table]] = {
 # --- entry point ----------------------------------------------------------------------------------
 
 
+def _conformed(table: pa.Table, schema: pa.Schema, names: list[str], what: str) -> pa.Table:
+    """The columns normalize needs, in the lake types; extra columns are ignored."""
+    missing = [name for name in names if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{what} lacks columns {missing}")
+    selected = table.select(names)
+    wanted = pa.schema([schema.field(name) for name in names])
+    return selected if selected.schema.equals(wanted) else selected.cast(wanted)
+
+
 def _raw_of(
     raw: Mapping[str, tuple[pa.Table, pa.Table | None]], entity: str
 ) -> tuple[pa.Table, pa.Table | None]:
-    """The raw tables of an entity in the current lake schema; empty when absent."""
+    """The raw tables of an entity, reduced to what normalize reads; empty when absent."""
+    doc_names, line_names = NORMALIZE_COLUMNS[entity]
     if entity not in raw:
         batch = empty_batch(entity)
-        return batch.documents, batch.lines
-    documents, lines = raw[entity]
-    if not documents.schema.equals(DOCUMENT_SCHEMAS[entity]):
-        documents = documents.select(DOCUMENT_SCHEMAS[entity].names).cast(DOCUMENT_SCHEMAS[entity])
+        documents, lines = batch.documents, batch.lines
+    else:
+        documents, lines = raw[entity]
+    documents = _conformed(documents, DOCUMENT_SCHEMAS[entity], doc_names, f"{entity} documents")
     line_schema = LINE_SCHEMAS.get(entity)
-    if line_schema is not None:
-        if lines is None:
-            raise ValueError(f"{entity}: lines table missing")
-        if not lines.schema.equals(line_schema):
-            lines = lines.select(line_schema.names).cast(line_schema)
-    return documents, lines
+    if line_schema is None or line_names is None:
+        return documents, None
+    if lines is None:
+        raise ValueError(f"{entity}: lines table missing")
+    return documents, _conformed(lines, line_schema, line_names, f"{entity} lines")
 
 
 def normalize(
@@ -811,7 +957,6 @@ def normalize(
     accounts = parse_records("Accounts", list(reference.accounts)).records
     categories = parse_records("TrackingCategories", list(reference.tracking_categories)).records
     slots = tracking_slots(categories)
-    slot_ids = [cid for cid, _ in sorted(slots.items(), key=lambda item: item[1])]
     options = _dim_tracking(tenant_id, categories, slots)
 
     contacts_raw = _raw_of(raw, "Contacts")
@@ -824,7 +969,7 @@ def normalize(
         options=options,
         category_ids=pa.array([c.tracking_category_id for c in categories], pa.string()),
         category_names=pa.array([c.name for c in categories], pa.string()),
-        slot_category_ids=pa.array(slot_ids, pa.string()),
+        slots=slots,
         contacts=pa.table(
             {
                 "contact_id": contacts_versioned.documents.column("id"),
