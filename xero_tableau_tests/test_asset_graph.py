@@ -148,21 +148,27 @@ def _hyper_snapshot(settings: Settings, tenant: str) -> dict[str, list[str]]:
 
 
 def _resync(world: tuple, tenant: str, first: date, last: date) -> None:
+    """Re-read days ``first..last`` of ``tenant``, then rebuild its tables and extracts."""
     _sandbox, _settings, instance, definitions, _summaries = world
     assets = [a for a in definitions.assets if isinstance(a, dg.AssetsDefinition)]
-    for kwargs, keys in (
-        ({"tags": day_range_tags(tenant, first, last)}, RAW_KEYS),
-        ({"partition_key": tenant}, [*TABLE_KEYS.values(), EXTRACTS_KEY]),
-    ):
-        result = dg.materialize(
-            assets,
-            selection=dg.AssetSelection.assets(*keys),
-            instance=instance,
-            resources=dict(definitions.resources or {}),
-            run_config=QUIET_RUN_CONFIG,
-            **kwargs,
-        )
-        assert result.success
+    common = {
+        "instance": instance,
+        "resources": dict(definitions.resources or {}),
+        "run_config": QUIET_RUN_CONFIG,
+    }
+    raw = dg.materialize(
+        assets,
+        selection=dg.AssetSelection.assets(*RAW_KEYS),
+        tags=day_range_tags(tenant, first, last),
+        **common,
+    )
+    tables = dg.materialize(
+        assets,
+        selection=dg.AssetSelection.assets(*TABLE_KEYS.values(), EXTRACTS_KEY),
+        partition_key=tenant,
+        **common,
+    )
+    assert raw.success and tables.success
 
 
 def test_rerunning_changes_nothing_and_a_void_flips_the_flags(world: tuple) -> None:

@@ -28,17 +28,21 @@ This package must never import dagster.
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.compute as pa_compute
 
 from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS, empty_batch
 from xero_tableau.transform.schema import TABLES, TableSpec, arrow_schema
 from xero_tableau.xero.models import Account, Organisation, TrackingCategory, parse_records
+
+# pyarrow.compute builds its kernels at import time, so type checkers cannot see them.
+pc: Any = pa_compute
 
 __all__ = ["FACT_SOURCES", "NORMALIZE_COLUMNS", "Reference", "normalize", "tracking_slots"]
 
@@ -290,10 +294,11 @@ def _to_base(amount: _Ints, rate: _Ints) -> _Ints:
 
 
 def _lookup(values: pa.Array | pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
-    """Like :func:`_indices` but as int64 with -1 for misses (NumPy-friendly)."""
+    """Position of each value in ``keys`` as int64, -1 where absent or null (a null never
+    matches, e.g. a line without an account code never resolves to a code-less account)."""
     if len(keys) == 0 or len(values) == 0:
         return np.full(len(values), -1, np.int64)
-    found = _combine(pc.index_in(values, value_set=keys))
+    found = _combine(pc.index_in(values, value_set=keys, skip_nulls=True))
     return pc.fill_null(found, -1).to_numpy().astype(np.int64, copy=False)
 
 
@@ -518,6 +523,7 @@ def _versioned(entity: str, documents: pa.Table, lines: pa.Table | None) -> _Ver
         renumber = np.cumsum(keep, dtype=np.int64) - 1
         doc_row = renumber[doc_row[line_keep]]
         lines = lines.filter(pa.array(line_keep))
+    assert lines is not None
     take = pa.array(doc_row.astype(np.int32, copy=False), pa.int32())
     n = len(doc_row)
     if n:
@@ -704,41 +710,48 @@ def _lined_fact(
     documents, lines, take = versioned.documents, versioned.lines, versioned.take
     assert lines is not None and take is not None and versioned.doc_row is not None
     n = lines.num_rows
-    head = _header(ctx, documents)
-    head.update(header_extra(documents))
-    if currency_from_document:
-        currency = documents.column("currency_code")
-        rate = _rate(ctx, currency, documents.column("currency_rate"))
-        head["currency_code"] = currency
-        head["currency_rate"] = rate
-    else:
-        rate = _constant(Decimal(1), documents.num_rows, RATE)
-        head["currency_code"] = _constant(ctx.base_currency, documents.num_rows, pa.string())
-        head["currency_rate"] = rate
-    lat = documents.column("line_amount_types")
-    inclusive_doc = _flag(lat, "Inclusive")
-    columns = _gather(head, take)
-    doc_row = versioned.doc_row
-    inclusive = _combine(inclusive_doc).to_numpy(zero_copy_only=False)[doc_row]
-    rate_ints = _unscaled(rate)
-    line_rate = _Ints(
-        rate_ints.values[doc_row], None if rate_ints.valid is None else rate_ints.valid[doc_row]
-    )
-    amounts, net_base = _amount_columns(lines, inclusive, line_rate)
-    columns.update(amounts)
-    columns.update(_account_columns(ctx, lines.column("account_id"), lines.column("account_code")))
-    columns.update(_tracking_columns(ctx, lines))
-    record_id = spec.key[1]
-    columns[record_id] = lines.column("document_id")
+    # Accounts and tracking only need the lines: they run on a second thread while this one
+    # derives and gathers the header and computes the amounts (Arrow and NumPy kernels release
+    # the GIL, so the two overlap on a multi-core machine).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        accounts = pool.submit(
+            _account_columns, ctx, lines.column("account_id"), lines.column("account_code")
+        )
+        tracking = pool.submit(_tracking_columns, ctx, lines)
+        head = _header(ctx, documents)
+        head.update(header_extra(documents))
+        if currency_from_document:
+            currency = documents.column("currency_code")
+            rate = _rate(ctx, currency, documents.column("currency_rate"))
+            head["currency_code"] = currency
+            head["currency_rate"] = rate
+        else:
+            rate = _constant(Decimal(1), documents.num_rows, RATE)
+            head["currency_code"] = _constant(ctx.base_currency, documents.num_rows, pa.string())
+            head["currency_rate"] = rate
+        lat = documents.column("line_amount_types")
+        head["line_amount_types"] = lat
+        columns = _gather(head, take)
+        doc_row = versioned.doc_row
+        inclusive = _combine(_flag(lat, "Inclusive")).to_numpy(zero_copy_only=False)[doc_row]
+        rate_ints = _unscaled(rate)
+        line_rate = _Ints(
+            rate_ints.values[doc_row],
+            None if rate_ints.valid is None else rate_ints.valid[doc_row],
+        )
+        amounts, net_base = _amount_columns(lines, inclusive, line_rate)
+        columns.update(amounts)
+        columns["tenant_id"] = _constant(ctx.tenant_id, n, pa.string())
+        columns["base_currency_code"] = _constant(ctx.base_currency, n, pa.string())
+        columns.update(accounts.result())
+        columns.update(tracking.result())
+    columns[spec.key[1]] = lines.column("document_id")
     columns["line_number"] = lines.column("line_number")
     if "line_item_id" in spec.names:
         columns["line_item_id"] = lines.column("line_id")
     for name in ("description", "item_code", "quantity", "unit_amount", "tax_type"):
         if name in spec.names:
             columns[name] = lines.column(name)
-    columns["line_amount_types"] = columns.get("line_amount_types", lat.take(take))
-    columns["tenant_id"] = _constant(ctx.tenant_id, n, pa.string())
-    columns["base_currency_code"] = _constant(ctx.base_currency, n, pa.string())
     return _assemble(spec, columns, n), versioned, net_base
 
 
