@@ -25,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pantab
-from tableauhyperapi import TableName
 
 from xero_tableau.sandbox.dataset import parse_ms_date
 from xero_tableau.sandbox.generator import GeneratorConfig, generate
@@ -94,9 +93,7 @@ def main() -> None:
         rows = writer.write_table(parquet, work / "hyper" / f"{TABLE}.hyper", TABLE)
     t4 = time.perf_counter()
     (work / "pantab").mkdir()
-    pantab.frame_to_hyper(
-        table, work / "pantab" / f"{TABLE}.hyper", table=TableName("Extract", TABLE)
-    )
+    pantab.frame_to_hyper(table, work / "pantab" / f"{TABLE}.hyper", table=TABLE)
     t5 = time.perf_counter()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
