@@ -259,3 +259,32 @@ def test_a_bad_record_is_quarantined_while_the_rest_syncs(world: tuple) -> None:
     }
     assert victim["InvoiceID"] not in ids
     assert len(ids) == len(tenant.collections["Invoices"]) - 1
+
+
+def test_tables_and_extracts_follow_a_raw_partition_by_automation(world: tuple) -> None:
+    sandbox, _settings, instance, definitions, _summaries = world
+    tenant_id = sorted(sandbox.sandbox.dataset.tenants)[1]
+    selection = dg.AssetSelection.assets(*TABLE_KEYS.values(), EXTRACTS_KEY)
+    first = dg.evaluate_automation_conditions(
+        defs=definitions, instance=instance, asset_selection=selection
+    )
+    today = sandbox.sandbox.clock.now().date()
+    assets = [a for a in definitions.assets if isinstance(a, dg.AssetsDefinition)]
+    result = dg.materialize(
+        assets,
+        selection=dg.AssetSelection.assets(dg.AssetKey(["xero", "raw", "payments"])),
+        tags=day_range_tags(tenant_id, today, today),
+        instance=instance,
+        resources=dict(definitions.resources or {}),
+        run_config=QUIET_RUN_CONFIG,
+    )
+    assert result.success
+    second = dg.evaluate_automation_conditions(
+        defs=definitions, instance=instance, asset_selection=selection, cursor=first.cursor
+    )
+    requested = {
+        (key, partition)
+        for key in [*TABLE_KEYS.values(), EXTRACTS_KEY]
+        for partition in second.get_requested_partitions(key)
+    }
+    assert all(partition == tenant_id for _key, partition in requested)

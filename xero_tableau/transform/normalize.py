@@ -314,6 +314,9 @@ def _take(values: pa.Array, index: np.ndarray) -> pa.Array:
 
 
 def _coalesce(*arrays: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """First non-null; the first array itself when it has no nulls (no copy)."""
+    if arrays[0].null_count == 0:
+        return arrays[0]
     return pc.coalesce(*arrays)
 
 
