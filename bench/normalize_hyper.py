@@ -30,7 +30,7 @@ from xero_tableau.sandbox.dataset import parse_ms_date
 from xero_tableau.sandbox.generator import GeneratorConfig, generate
 from xero_tableau.store import lake, raw_lake
 from xero_tableau.tableau.hyper import HyperWriter
-from xero_tableau.transform.normalize import Reference, normalize
+from xero_tableau.transform.normalize import NORMALIZE_COLUMNS, Reference, normalize
 from xero_tableau.transform.raw import flatten
 
 TABLE = "fct_invoice_lines"
@@ -47,6 +47,7 @@ def build_lake(lines: int, root: Path) -> tuple[str, int]:
     for day, records in by_day.items():
         batch = flatten("Invoices", records, fetched_at)
         raw_lake.write_day_partition(root, tenant_id, "Invoices", day, batch, records)
+    raw_lake.compact_entity(root, tenant_id, "Invoices")  # as the raw backfill run does
     raw_lake.write_reference(root, tenant_id, "Organisation", [tenant.organisation])
     for entity in ("Accounts", "TrackingCategories"):
         raw_lake.write_reference(root, tenant_id, entity, list(tenant.collections[entity].values()))
@@ -77,7 +78,8 @@ def main() -> None:
     setup_s = time.perf_counter() - started
 
     t0 = time.perf_counter()
-    raw = {"Invoices": raw_lake.read_entity(lake_dir, tenant_id, "Invoices")}
+    columns = NORMALIZE_COLUMNS["Invoices"]
+    raw = {"Invoices": raw_lake.read_entity(lake_dir, tenant_id, "Invoices", columns=columns)}
     reference = Reference(
         organisation=raw_lake.read_reference(lake_dir, tenant_id, "Organisation")[0],
         accounts=raw_lake.read_reference(lake_dir, tenant_id, "Accounts"),

@@ -264,15 +264,19 @@ def test_foreign_currency_invoice_base_amounts(synced: Synced) -> None:
 
 
 def test_base_rounding_is_half_away_from_zero() -> None:
-    """1.25 / 2 = 0.625 -> 0.63 and -0.625 -> -0.63 (Python ROUND_HALF_UP, not banker's)."""
+    """1.25 / 2 = 0.625 -> 0.63 and -0.625 -> -0.63 (Python ROUND_HALF_UP, not banker's), also
+    for amounts too large for the fast integer path."""
     tenant_id = "t-round"
+    amounts = ("1.25", "-1.25", "0.01", "123456.78", "50000000000.01", "-99999999999.99")
     docs = [
         invoice_record(f"inv-{i}", amount, rate="2.0", lat="NoTax")
-        for i, amount in enumerate(("1.25", "-1.25", "0.01", "123456.78"))
+        for i, amount in enumerate(amounts)
     ]
     out = normalize(tenant_id, {"Invoices": as_raw("Invoices", docs)}, minimal_reference())
     got = out["fct_invoice_lines"].column("net_amount_base").to_pylist()
-    assert got == [Decimal("0.63"), Decimal("-0.63"), Decimal("0.01"), Decimal("61728.39")]
+    assert got == [base(Decimal(a), "2.0") for a in amounts]
+    assert got[:2] == [Decimal("0.63"), Decimal("-0.63")]
+    assert got[4] == Decimal("25000000000.01")
 
 
 def test_tracking_sums_per_slot_and_option(synced: Synced) -> None:
@@ -507,12 +511,17 @@ def test_malformed_records_are_quarantined_and_the_rest_is_written(tmp_path: Pat
     bad_total["Total"] = "abc"
     bad_rate = invoice_record("bad-rate", "10.00", rate="0.61")
     bad_rate["CurrencyRate"] = Decimal("0.1234567")  # more than Xero's 6 decimals
-    batch_records = [good, bad_date, bad_total, bad_rate]
+    bad_tracking = invoice_record("bad-tracking", "10.00")
+    bad_tracking["LineItems"][0]["Tracking"] = [
+        {"TrackingCategoryID": f"c{i}", "TrackingOptionID": f"o{i}"} for i in range(3)
+    ]
+    batch_records = [good, bad_date, bad_total, bad_rate, bad_tracking]
     batch = flatten("Invoices", batch_records, FETCHED)
     assert batch.documents.column("id").to_pylist() == ["good"]
     assert batch.lines is not None and batch.lines.num_rows == 1
     reasons = {r.record_id: r.reason for r in batch.rejected}
-    assert set(reasons) == {"bad-date", "bad-total", "bad-rate"}
+    assert set(reasons) == {"bad-date", "bad-total", "bad-rate", "bad-tracking"}
+    assert "LineItems.0.Tracking" in reasons["bad-tracking"]
     assert "UpdatedDateUTC" in reasons["bad-date"]
     assert "Total" in reasons["bad-total"]
     assert "currency_rate" in reasons["bad-rate"]

@@ -30,6 +30,9 @@ RAW_ENTITIES = {
 WEBHOOK_ENTITIES = ("Invoices", "CreditNotes", "Contacts")  # the rest must be polled
 _EXTRA_PARAMS = {"Contacts": {"includeArchived": "true"}}  # archived contacts are soft deletes
 PREVIEW_ROWS = 5
+# After a run that rewrote more day partitions than this (a backfill, the sweep), refresh the
+# entity's compacted copy so normalize reads one file instead of every day folder.
+COMPACT_AFTER = 8
 
 
 def _day_start(day: date) -> datetime:
@@ -85,6 +88,9 @@ def build_raw_asset(endpoint: str, name: str) -> dg.AssetsDefinition:
                         )
                     if len(preview) < PREVIEW_ROWS and batch.documents.num_rows:
                         preview.extend(batch.documents.slice(0, PREVIEW_ROWS).to_pylist())
+            if totals["partitions"] > COMPACT_AFTER:
+                for tenant_id in days_by_tenant(context.partition_keys):
+                    raw_lake.compact_entity(lake, tenant_id, endpoint)
             stats = conn.client.stats
             usage = {tid: conn.limiter.usage(tid) for tid in days_by_tenant(context.partition_keys)}
         return dg.MaterializeResult(

@@ -16,7 +16,7 @@ from xero_tableau.defs.resources import XeroResource
 from xero_tableau.store import lake, raw_lake
 from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau.transform import checks
-from xero_tableau.transform.normalize import Reference, normalize
+from xero_tableau.transform.normalize import NORMALIZE_COLUMNS, Reference, normalize
 from xero_tableau.transform.schema import TABLES
 
 TABLE_KEYS = {name: dg.AssetKey(["xero", "tables", name]) for name in TABLES}
@@ -102,7 +102,10 @@ def xero_tables(context: dg.AssetExecutionContext, xero: XeroResource):
     tenant_id = context.partition_key
     settings = xero.settings()
     lake_dir = settings.lake_dir
-    raw = {entity: raw_lake.read_entity(lake_dir, tenant_id, entity) for entity in RAW_ENTITIES}
+    raw = {
+        entity: raw_lake.read_entity(lake_dir, tenant_id, entity, columns=_columns(entity))
+        for entity in RAW_ENTITIES
+    }
     organisation = raw_lake.read_reference(lake_dir, tenant_id, "Organisation")
     if not organisation:
         raise dg.Failure(
@@ -151,6 +154,14 @@ def xero_tables(context: dg.AssetExecutionContext, xero: XeroResource):
             yield _result(key, "lines_sum_to_subtotal", outcome)
         if name == "fct_manual_journal_lines":
             yield _result(key, "journals_balance", checks.journals_balance(table))
+
+
+def _columns(entity: str) -> tuple[list[str], list[str] | None]:
+    """What normalize reads, plus the SubTotal the line-sum check compares against."""
+    documents, lines = NORMALIZE_COLUMNS[entity]
+    if entity in {raw for _id, raw in checks.SUBTOTAL_FACTS.values()}:
+        documents = [*documents, "sub_total"]
+    return documents, lines
 
 
 def _preview(table) -> str:

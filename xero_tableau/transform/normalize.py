@@ -13,15 +13,21 @@ How it works, per entity:
 2. Lines of that version only. ``lines.document_row`` indexes the documents table (as returned by
    :func:`xero_tableau.store.raw_lake.read_entity`), so lines of losing versions are dropped with
    a boolean gather and each line finds its header by integer position, never by a string join.
-   The alignment is verified (the parent ids must match) and a mismatch raises.
+   The alignment is verified wherever the parent changes (a line's own document_id must be the
+   id of the row it points at) and a mismatch raises.
 3. Header fields are derived once per document (flags, kinds, local dates, contact names,
    effective exchange rate) and gathered to the lines with one ``take`` each.
-4. Accounts and tracking options resolve through hash lookups into the (small) dimensions.
+4. Accounts and tracking options resolve through hash lookups into the (small) dimensions, on a
+   second thread while the header and amounts are built (the kernels release the GIL).
 5. Money is computed on the unscaled integers of the decimal columns (``decimal128(18, 2)``
    holds cents as an exact 128-bit integer; every value of that type fits an int64), so sums,
    differences and the base-currency division are exact integer arithmetic, rounded half away
    from zero like Python's ``ROUND_HALF_UP``; the results are written back as decimal128. Never a
    float.
+
+Measured on 1,000,000 invoice lines (540 day partitions, 2-core machine): read through the
+compacted copy with ``columns=NORMALIZE_COLUMNS[...]`` plus normalize, about 0.7 s in a fresh
+process, peak RSS about 1.5 GB (input ~0.46 GB, output ~0.76 GB).
 
 This package must never import dagster.
 """
@@ -30,7 +36,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import numpy as np
@@ -283,9 +289,10 @@ def _to_base(amount: _Ints, rate: _Ints) -> _Ints:
         quotient = (2 * np.abs(safe_cents) * _RATE_ONE + micro) // (2 * micro)
         result = np.where(safe_cents < 0, -quotient, quotient)
         if big.any():  # beyond int64-safe range: exact Decimal for those few values
-            for i in np.flatnonzero(big):
-                exact = Decimal(int(cents[i])) * _RATE_ONE / Decimal(int(micro[i]))
-                result[i] = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            with localcontext(prec=60):  # room for every digit of cents * 10^6 / rate
+                for i in np.flatnonzero(big):
+                    exact = Decimal(int(cents[i])) * _RATE_ONE / Decimal(int(micro[i]))
+                    result[i] = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
         out[todo] = result
     return _Ints(out, valid)
 
