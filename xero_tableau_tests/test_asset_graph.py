@@ -26,6 +26,7 @@ from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau_tests.xero_harness import (
     connected_settings,
     sandbox_with_callback,
+    settings_env,
 )
 
 DATA = GeneratorConfig(tenants=2, invoice_lines=1500, history_days=60)
@@ -36,15 +37,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     sandbox = sandbox_with_callback(data=DATA)
     home = tmp_path_factory.mktemp("home")
     settings, _tenants = connected_settings(sandbox, home)
-    env = {
-        "XT_HOME": str(settings.home),
-        "XERO_CLIENT_ID": settings.xero_client_id or "",
-        "XERO_CLIENT_SECRET": settings.xero_client_secret or "",
-        "XERO_API_BASE": settings.xero_api_base,
-        "XERO_IDENTITY_BASE": settings.xero_identity_base,
-        "XERO_LOGIN_BASE": settings.xero_login_base,
-        "XERO_REDIRECT_URI": settings.xero_redirect_uri,
-    }
+    env = settings_env(settings)
     patch = pytest.MonkeyPatch()
     for key, value in env.items():
         patch.setenv(key, value)

@@ -22,6 +22,7 @@ from xero_tableau_tests.xero_harness import (
     CallbackSandbox,
     connected_settings,
     sandbox_with_callback,
+    settings_env,
 )
 
 
@@ -194,15 +195,7 @@ def test_three_processes_share_the_limits_and_meet_no_429(
     tenant = tenants[0].tenant_id
     total = len(_ids(sandbox, tenant))
     assert total >= 30_000
-    env = {
-        "XT_HOME": str(settings.home),
-        "XERO_CLIENT_ID": settings.xero_client_id or "",
-        "XERO_CLIENT_SECRET": settings.xero_client_secret or "",
-        "XERO_API_BASE": settings.xero_api_base,
-        "XERO_IDENTITY_BASE": settings.xero_identity_base,
-        "XERO_LOGIN_BASE": settings.xero_login_base,
-        "XERO_REDIRECT_URI": settings.xero_redirect_uri,
-    }
+    env = settings_env(settings)
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     procs = [ctx.Process(target=_read_in_process, args=(env, tenant, out)) for _ in range(3)]

@@ -23,6 +23,7 @@ from xero_tableau_tests.xero_harness import (
     CallbackSandbox,
     connected_settings,
     sandbox_with_callback,
+    settings_env,
 )
 
 
@@ -110,7 +111,7 @@ def test_two_processes_refreshing_at_once_spend_the_refresh_token_once(
 ) -> None:
     settings, tenants = connected_settings(sandbox, tmp_path)
     _expire_stored_access_token(settings)
-    env = _env_of(settings)
+    env = settings_env(settings)
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     procs = [
@@ -199,15 +200,3 @@ def test_no_token_in_plain_text_in_the_state_db_after_refreshes(
     for secret in (stored.tokens.access_token, stored.tokens.refresh_token):
         assert secret not in dump
         assert secret.encode() not in raw
-
-
-def _env_of(settings: Settings) -> dict[str, str]:
-    return {
-        "XT_HOME": str(settings.home),
-        "XERO_CLIENT_ID": settings.xero_client_id or "",
-        "XERO_CLIENT_SECRET": settings.xero_client_secret or "",
-        "XERO_API_BASE": settings.xero_api_base,
-        "XERO_IDENTITY_BASE": settings.xero_identity_base,
-        "XERO_LOGIN_BASE": settings.xero_login_base,
-        "XERO_REDIRECT_URI": settings.xero_redirect_uri,
-    }

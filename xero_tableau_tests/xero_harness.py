@@ -65,3 +65,16 @@ def connected_settings(
     settings = settings_for(sandbox, home, **extra)
     tenants = connect(settings, follow_with_http=True)
     return settings, tenants
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that rebuilds ``settings`` in another process (or for Dagster resources)."""
+    return {
+        "XT_HOME": str(settings.home),
+        "XERO_CLIENT_ID": settings.xero_client_id or "",
+        "XERO_CLIENT_SECRET": settings.xero_client_secret or "",
+        "XERO_API_BASE": settings.xero_api_base,
+        "XERO_IDENTITY_BASE": settings.xero_identity_base,
+        "XERO_LOGIN_BASE": settings.xero_login_base,
+        "XERO_REDIRECT_URI": settings.xero_redirect_uri,
+    }

@@ -11,6 +11,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file, or on POSIX a directory's entries, to disk before trusting a rename."""
+    if path.is_dir() and os.name != "posix":
+        return  # directories cannot be opened for fsync there
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

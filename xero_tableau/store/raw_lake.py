@@ -58,7 +58,7 @@ import pyarrow.compute as pa_compute
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from xero_tableau.store.lake import atomic_write_bytes, tenant_dir
+from xero_tableau.store.lake import atomic_write_bytes, fsync_path, tenant_dir
 from xero_tableau.transform.raw import (
     DOCUMENT_SCHEMAS,
     LINE_SCHEMAS,
@@ -186,16 +186,6 @@ def _write_synced(path: Path, data: bytes | pa.Buffer) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    if sys.platform == "win32":  # directories cannot be opened for fsync there
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -244,17 +234,17 @@ def _replace_dir(built: Path, target: Path) -> None:
     """Swap the fully written, fsynced folder ``built`` in at ``target``; drop the old one."""
     if target.exists():
         if _exchange(built, target):
-            _fsync_dir(target.parent)
+            fsync_path(target.parent)
             shutil.rmtree(built)  # now holds the old partition
             return
         old = _scratch(target, "old")
         os.rename(target, old)
         os.rename(built, target)
-        _fsync_dir(target.parent)
+        fsync_path(target.parent)
         shutil.rmtree(old)
         return
     os.rename(built, target)
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)
 
 
 def _remove_dir(target: Path) -> None:
@@ -263,7 +253,7 @@ def _remove_dir(target: Path) -> None:
         return
     gone = _scratch(target, "old")
     os.rename(target, gone)
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)
     shutil.rmtree(gone)
 
 
@@ -310,7 +300,7 @@ def write_day_partition(
         if batch.rejected:
             _write_synced(built / REJECTED_FILE, _dumps(_rejected_payload(batch.rejected), 1))
         _write_synced(built / WRITE_ID_FILE, uuid.uuid4().hex.encode())
-        _fsync_dir(built)
+        fsync_path(built)
         _replace_dir(built, target)
     except BaseException:
         shutil.rmtree(built, ignore_errors=True)
@@ -556,7 +546,7 @@ def _write_cache(
             _write_synced(built / CACHE_LINES, _ipc_bytes(lines))
         manifest = {"id": uuid.uuid4().hex, "schema": _schema_tag(entity), "days": days}
         _write_synced(built / CACHE_MANIFEST, _dumps(manifest, 1))
-        _fsync_dir(built)
+        fsync_path(built)
         _replace_dir(built, target)
     except BaseException:
         shutil.rmtree(built, ignore_errors=True)

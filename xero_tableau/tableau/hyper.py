@@ -64,6 +64,8 @@ from tableauhyperapi import (
     escape_string_literal,
 )
 
+from xero_tableau.store.lake import fsync_path
+
 #: Schema that holds the table in every extract this module writes.
 EXTRACT_SCHEMA = "Extract"
 #: Hyper file format written: version 2 opens in Tableau Desktop/Server 2020.4.15 and later
@@ -233,17 +235,6 @@ def _temporary_path(hyper_path: Path) -> Path:
     return hyper_path.with_name(f".{hyper_path.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file (or, on POSIX, a directory entry) to disk before trusting a rename."""
-    if path.is_dir() and os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _python_value(value: Any) -> Any:
     """Hyper's own ``Date``/``Timestamp`` as ``datetime`` objects; Decimal and the rest as is."""
     if isinstance(value, Date):
@@ -375,9 +366,9 @@ class HyperWriter:
                     f"{hyper_path}: Hyper loaded {rows} rows but the parquet footers say "
                     f"{source.rows}"
                 )
-            _fsync(temporary)
+            fsync_path(temporary)
             os.replace(temporary, hyper_path)
-            _fsync(hyper_path.parent)
+            fsync_path(hyper_path.parent)
         except HyperException as exc:
             temporary.unlink(missing_ok=True)
             raise HyperWriteError(
