@@ -30,7 +30,6 @@ from xero_tableau.xero.connection import open_xero
 from xero_tableau.xero.consent import run_consent
 from xero_tableau.xero.errors import XeroError
 
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DAGSTER_YAML = """\
 # The embedded default instance: SQLite under DAGSTER_HOME (made by xero-tableau).
 telemetry:
@@ -76,13 +75,9 @@ def register_partitions(tenants: Sequence[KnownTenant]) -> None:
     """Add the tenants as ``xero_tenants`` partitions of the instance at DAGSTER_HOME."""
     import dagster as dg
 
-    from xero_tableau.defs.partitions import XERO_TENANTS
+    from xero_tableau.sync import add_tenant_partitions
 
-    instance = dg.DagsterInstance.get()
-    known = set(instance.get_dynamic_partitions(XERO_TENANTS))
-    new = [t.tenant_id for t in tenants if t.tenant_id not in known]
-    if new:
-        instance.add_dynamic_partitions(XERO_TENANTS, new)
+    add_tenant_partitions(dg.DagsterInstance.get(), [t.tenant_id for t in tenants])
 
 
 # --- the sandbox -------------------------------------------------------------------------------

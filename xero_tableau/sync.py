@@ -51,11 +51,15 @@ def register_tenants(settings: Settings, instance: dg.DagsterInstance) -> list[K
             xero.engine, ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants)
         )
     active = [t for t in known if t.active]
+    add_tenant_partitions(instance, [t.tenant_id for t in active])
+    return active
+
+
+def add_tenant_partitions(instance: dg.DagsterInstance, tenant_ids: list[str]) -> None:
     existing = set(instance.get_dynamic_partitions(XERO_TENANTS))
-    new = [t.tenant_id for t in active if t.tenant_id not in existing]
+    new = [tenant_id for tenant_id in tenant_ids if tenant_id not in existing]
     if new:
         instance.add_dynamic_partitions(XERO_TENANTS, new)
-    return active
 
 
 def _history_start(settings: Settings, tenant_id: str) -> date:

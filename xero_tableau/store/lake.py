@@ -1,11 +1,9 @@
 """The local lake under ``XT_HOME/lake``: files replaced atomically, so a crash mid-write never
 leaves half a partition (write to a temporary name in the same folder, fsync, rename)."""
 
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -54,10 +52,6 @@ def write_parquet(path: Path, table: pa.Table) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, json.dumps(payload, indent=1, sort_keys=True).encode())
 
 
 def tenant_dir(lake: Path, tenant_id: str) -> Path:
