@@ -112,7 +112,7 @@ def main() -> None:
     print(f"lake: {table.num_rows:,} invoice lines, {partitions} days, set-up {setup_s:.0f}s")
     print(f"{'stage':<40}{'seconds':>10}")
     for label, value in (
-        ("read lake (parquet)", read_s),
+        ("read lake (compacted raw)", read_s),
         ("normalize to fct_invoice_lines", normalize_s),
         ("write table parquet", parquet_s),
         ("Hyper load (external parquet)", hyper_load_s),

@@ -11,3 +11,7 @@ READ_SCOPES = (
     "openid profile email offline_access accounting.transactions.read "
     "accounting.contacts.read accounting.settings.read"
 )
+# The emulated Tableau's personal access token and default site (its content URL).
+TABLEAU_DEMO_PAT_NAME = "xero-tableau-sandbox"
+TABLEAU_DEMO_PAT_SECRET = "sandbox-pat-Qm7Vt2Lx9Rk4Wz1Hc8Nf3Jd6Bp5Ys0Ga"
+TABLEAU_DEMO_SITE = "finance"

@@ -1,0 +1,424 @@
+"""The Tableau emulator, driven by the real tableauserverclient (TSC) as the project will drive it.
+
+TSC is Tableau's own client library, so these tests check the emulator against what Tableau's
+client sends and parses, never against the project's publisher. The stored ``.hyper`` files are
+read back with tableauhyperapi to check that publishes and update actions really happened.
+"""
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import tableauserverclient as TSC
+from tableauhyperapi import (
+    Connection,
+    CreateMode,
+    HyperProcess,
+    SqlType,
+    TableDefinition,
+    TableName,
+    Telemetry,
+)
+from tableauserverclient.server.endpoint import fileuploads_endpoint
+from tableauserverclient.server.endpoint.exceptions import (
+    FailedSignInError,
+    JobFailedException,
+    ServerResponseError,
+)
+
+from xero_tableau.sandbox.credentials import (
+    TABLEAU_DEMO_PAT_NAME,
+    TABLEAU_DEMO_PAT_SECRET,
+    TABLEAU_DEMO_SITE,
+)
+from xero_tableau.sandbox.tableau_app import (
+    RunningTableauSandbox,
+    TableauSandboxConfig,
+    start_tableau_sandbox,
+)
+
+API_VERSION = "3.24"
+TABLE = TableName("Extract", "t")
+Row = tuple[int, Decimal, str]
+StartSandbox = Callable[..., RunningTableauSandbox]
+
+
+@pytest.fixture(scope="module")
+def hyper() -> Iterator[HyperProcess]:
+    """One Hyper process for the test side (making payloads, reading stored extracts)."""
+    with HyperProcess(
+        Telemetry.DO_NOT_SEND_USAGE_DATA_TO_TABLEAU, parameters={"log_config": ""}
+    ) as process:
+        yield process
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[StartSandbox]:
+    """Start sandboxes with a test's own config; all are stopped when the test ends."""
+    running: list[RunningTableauSandbox] = []
+
+    def _start(**overrides: Any) -> RunningTableauSandbox:
+        overrides.setdefault("storage_dir", tmp_path / f"tableau{len(running)}")
+        sandbox = start_tableau_sandbox(TableauSandboxConfig(**overrides))
+        running.append(sandbox)
+        return sandbox
+
+    yield _start
+    for sandbox in running:
+        sandbox.stop()
+
+
+@pytest.fixture
+def tableau(start: StartSandbox) -> RunningTableauSandbox:
+    return start()
+
+
+def sign_in(base_url: str, site: str = TABLEAU_DEMO_SITE) -> TSC.Server:
+    server = TSC.Server(base_url, use_server_version=False)
+    server.version = API_VERSION
+    server.auth.sign_in(
+        TSC.PersonalAccessTokenAuth(TABLEAU_DEMO_PAT_NAME, TABLEAU_DEMO_PAT_SECRET, site_id=site)
+    )
+    return server
+
+
+def make_hyper(hyper: HyperProcess, path: Path, rows: list[Row]) -> Path:
+    """A one-table extract, "Extract"."t"(id bigint, amount numeric(18,2), name text)."""
+    definition = TableDefinition(
+        TABLE,
+        [
+            TableDefinition.Column("id", SqlType.big_int()),
+            TableDefinition.Column("amount", SqlType.numeric(18, 2)),
+            TableDefinition.Column("name", SqlType.text()),
+        ],
+    )
+    with Connection(hyper.endpoint, str(path), CreateMode.CREATE_AND_REPLACE) as conn:
+        conn.catalog.create_schema("Extract")
+        conn.catalog.create_table(definition)
+        if rows:
+            from tableauhyperapi import Inserter
+
+            with Inserter(conn, definition) as inserter:
+                inserter.add_rows(rows)
+                inserter.execute()
+    return path
+
+
+def read_rows(hyper: HyperProcess, path: Path) -> list[Row]:
+    with Connection(hyper.endpoint, str(path)) as conn:
+        rows = conn.execute_list_query('SELECT "id", "amount", "name" FROM "Extract"."t" ORDER BY 1')
+    return [(int(r[0]), Decimal(r[1]), str(r[2])) for r in rows]
+
+
+def project_id(server: TSC.Server, name: str) -> str:
+    projects = [p for p in TSC.Pager(server.projects) if p.name == name]
+    assert len(projects) == 1
+    assert projects[0].id is not None
+    return projects[0].id
+
+
+def publish(
+    server: TSC.Server, file: Path, name: str = "GL", project: str = "Xero", mode: str = "CreateNew"
+) -> TSC.DatasourceItem:
+    item = TSC.DatasourceItem(project_id(server, project), name=name)
+    result = server.datasources.publish(item, str(file), mode)
+    assert isinstance(result, TSC.DatasourceItem)
+    return result
+
+
+ROWS: list[Row] = [(1, Decimal("10.50"), "a"), (2, Decimal("-3.25"), "b")]
+
+
+# ------------------------------------------------------------------------------------ auth
+
+
+def test_server_info_sign_in_and_out(tableau: RunningTableauSandbox) -> None:
+    server = TSC.Server(tableau.base_url, use_server_version=True)
+    info = server.server_info.get()
+    assert info is not None
+    assert info.rest_api_version == API_VERSION
+    server.auth.sign_in(
+        TSC.PersonalAccessTokenAuth(TABLEAU_DEMO_PAT_NAME, TABLEAU_DEMO_PAT_SECRET, TABLEAU_DEMO_SITE)
+    )
+    assert server.version == API_VERSION  # adopted from serverInfo after sign-in
+    assert server.site_id == tableau.sandbox.site_by_url(TABLEAU_DEMO_SITE).id
+    user = server.users.get_by_id(server.user_id)
+    assert user.site_role == "Creator"
+    server.auth.sign_out()
+    assert not server.is_signed_in()
+
+
+def test_wrong_pat_is_401001(tableau: RunningTableauSandbox) -> None:
+    server = TSC.Server(tableau.base_url, use_server_version=False)
+    server.version = API_VERSION
+    with pytest.raises(FailedSignInError) as err:
+        server.auth.sign_in(TSC.PersonalAccessTokenAuth(TABLEAU_DEMO_PAT_NAME, "nope", "finance"))
+    assert err.value.code == "401001"
+
+
+def test_second_sign_in_with_same_pat_invalidates_the_first(
+    tableau: RunningTableauSandbox,
+) -> None:
+    first = sign_in(tableau.base_url)
+    second = sign_in(tableau.base_url)
+    with pytest.raises(FailedSignInError) as err:
+        first.projects.get()
+    assert err.value.code == "401002"
+    second.projects.get()  # the newest session works
+    with pytest.raises(FailedSignInError):
+        first.auth.sign_out()  # sign-out on a dead session fails too, as on Tableau
+
+
+def test_session_expires_after_idle_ttl(start: StartSandbox) -> None:
+    tableau = start(session_ttl=0.3)
+    server = sign_in(tableau.base_url)
+    server.projects.get()
+    time.sleep(0.45)
+    with pytest.raises(FailedSignInError) as err:
+        server.projects.get()
+    assert err.value.code == "401002"
+
+
+def test_missing_token_is_401000(tableau: RunningTableauSandbox) -> None:
+    site = tableau.sandbox.site_by_url(TABLEAU_DEMO_SITE).id
+    resp = httpx.get(f"{tableau.base_url}/api/{API_VERSION}/sites/{site}/projects")
+    assert resp.status_code == 401
+    assert 'code="401000"' in resp.text
+
+
+# ------------------------------------------------------------------------------- projects
+
+
+def test_projects_filter_and_permissions(tableau: RunningTableauSandbox) -> None:
+    server = sign_in(tableau.base_url)
+    names = sorted(p.name for p in TSC.Pager(server.projects))
+    assert names == ["Restricted", "Xero"]
+    found = list(server.projects.filter(name="Xero"))
+    assert [p.name for p in found] == ["Xero"]
+    capabilities = {}
+    for project in found + list(server.projects.filter(name="Restricted")):
+        server.projects.populate_permissions(project)
+        rules = project.permissions
+        assert [r.grantee.id for r in rules] == [server.user_id]
+        capabilities[project.name] = rules[0].capabilities
+    assert capabilities["Xero"]["Write"] == "Allow"
+    assert capabilities["Restricted"]["Write"] == "Deny"
+
+
+# -------------------------------------------------------------------------------- publish
+
+
+def test_publish_create_overwrite_append_replace(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    server = sign_in(tableau.base_url)
+    file = make_hyper(hyper, tmp_path / "gl.hyper", ROWS)
+    created = publish(server, file)
+    stored = tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "GL")
+    assert stored.name == f"{created.id}.hyper"
+    assert read_rows(hyper, stored) == ROWS
+
+    found = list(server.datasources.filter(name="GL", project_name="Xero"))
+    assert [d.id for d in found] == [created.id]
+    assert list(server.datasources.filter(name="GL", project_name="Restricted")) == []
+    assert server.datasources.get_by_id(created.id or "").name == "GL"
+
+    with pytest.raises(ServerResponseError) as err:
+        publish(server, file)  # CreateNew on an existing name
+    assert err.value.code.startswith("409")
+
+    new_rows: list[Row] = [(7, Decimal("1.00"), "z")]
+    replaced = publish(server, make_hyper(hyper, tmp_path / "v2.hyper", new_rows), mode="Overwrite")
+    assert replaced.id == created.id
+    assert read_rows(hyper, stored) == new_rows
+
+    publish(server, file, mode="Overwrite")
+    publish(server, file, mode="Append")
+    assert sorted(read_rows(hyper, stored)) == sorted(ROWS + ROWS)
+    publish(server, file, mode="Replace")
+    assert read_rows(hyper, stored) == ROWS
+
+
+def test_publish_to_restricted_project_is_403(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    server = sign_in(tableau.base_url)
+    file = make_hyper(hyper, tmp_path / "gl.hyper", ROWS)
+    with pytest.raises(ServerResponseError) as err:
+        publish(server, file, project="Restricted", mode="Overwrite")
+    assert err.value.code == "403004"
+    assert list(TSC.Pager(server.datasources)) == []
+
+
+def test_append_with_another_schema_is_refused(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    server = sign_in(tableau.base_url)
+    publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
+    other = tmp_path / "other.hyper"
+    with Connection(hyper.endpoint, str(other), CreateMode.CREATE_AND_REPLACE) as conn:
+        conn.catalog.create_schema("Extract")
+        conn.catalog.create_table(
+            TableDefinition(TABLE, [TableDefinition.Column("id", SqlType.text())])
+        )
+    with pytest.raises(ServerResponseError) as err:
+        publish(server, other, mode="Append")
+    assert err.value.code == "400011"
+
+
+def test_chunked_publish(
+    tableau: RunningTableauSandbox,
+    hyper: HyperProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Force TSC's fileUploads path and 16 KiB chunks without making a 64 MB file.
+    monkeypatch.setenv("TSC_FILESIZE_LIMIT_MB", "0")
+    monkeypatch.setattr(fileuploads_endpoint, "BYTES_PER_MB", 16 * 1024)
+    rows = [(i, Decimal(i) / 100, f"name-{i}") for i in range(20_000)]
+    file = make_hyper(hyper, tmp_path / "big.hyper", rows)
+    server = sign_in(tableau.base_url)
+    job = server.datasources.publish(
+        TSC.DatasourceItem(project_id(server, "Xero"), name="Big"),
+        str(file),
+        "Overwrite",
+        as_job=True,
+    )
+    assert isinstance(job, TSC.JobItem)
+    server.jobs.wait_for_job(job)
+    log = tableau.sandbox.requests_log
+    assert log["PUT /sites/{site}/fileUploads/{upload}"] >= 3
+    stored = tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "Big")
+    assert stored.read_bytes() == file.read_bytes()
+
+
+# ---------------------------------------------------------------------------- update data
+
+
+def _delete_insert(table: str = "t") -> list[dict[str, Any]]:
+    common = {
+        "source-schema": "Extract",
+        "source-table": table,
+        "target-schema": "Extract",
+        "target-table": "t",
+    }
+    return [
+        {
+            "action": "delete",
+            **common,
+            "source-table": "keys",
+            "condition": {"op": "eq", "source-col": "id", "target-col": "id"},
+        },
+        {"action": "insert", **common},
+    ]
+
+
+def make_delta(hyper: HyperProcess, path: Path, rows: list[Row]) -> Path:
+    """A payload with the new rows in "Extract"."t" and their keys in "Extract"."keys"."""
+    make_hyper(hyper, path, rows)
+    with Connection(hyper.endpoint, str(path)) as conn:
+        conn.execute_command('CREATE TABLE "Extract"."keys" AS SELECT "id" FROM "Extract"."t"')
+    return path
+
+
+def test_update_hyper_data_delete_insert_is_applied_once(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    server = sign_in(tableau.base_url)
+    ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
+    delta_rows: list[Row] = [(2, Decimal("99.99"), "B"), (3, Decimal("0.01"), "c")]
+    delta = make_delta(hyper, tmp_path / "delta.hyper", delta_rows)
+    request_id = str(uuid.uuid4())
+    for _ in range(2):  # a retry with the same request id must not apply twice
+        job = server.datasources.update_hyper_data(
+            ds, request_id=request_id, actions=_delete_insert(), payload=str(delta)
+        )
+        assert job.type == "UpdateUploadedFile"
+        done = server.jobs.wait_for_job(job, timeout=10)
+        assert done.finish_code == 0
+    stored = tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "GL")
+    assert read_rows(hyper, stored) == [ROWS[0], *delta_rows]
+    assert len(tableau.sandbox.jobs) == 1
+
+
+def test_update_upsert_and_const_delete(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    server = sign_in(tableau.base_url)
+    ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
+    delta = make_hyper(
+        hyper, tmp_path / "up.hyper", [(1, Decimal("11.00"), "A"), (5, Decimal("5.00"), "e")]
+    )
+    actions = [
+        {
+            "action": "upsert",
+            "source-table": "t",
+            "target-table": "t",
+            "condition": {"op": "eq", "source-col": "id", "target-col": "id"},
+        },
+        {
+            "action": "delete",
+            "target-schema": "Extract",
+            "target-table": "t",
+            "condition": {
+                "op": "and",
+                "args": [
+                    {"op": "lt", "target-col": "amount", "const": {"type": "double", "v": 0}},
+                    {"op": "eq", "target-col": "name", "const": {"type": "string", "v": "b"}},
+                ],
+            },
+        },
+    ]
+    job = server.datasources.update_hyper_data(
+        ds, request_id="upsert-1", actions=actions, payload=str(delta)
+    )
+    server.jobs.wait_for_job(job, timeout=10)
+    stored = tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "GL")
+    assert read_rows(hyper, stored) == [(1, Decimal("11.00"), "A"), (5, Decimal("5.00"), "e")]
+
+
+def test_failing_batch_changes_nothing(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    server = sign_in(tableau.base_url)
+    ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
+    delta = make_delta(hyper, tmp_path / "delta.hyper", [(9, Decimal("9.00"), "i")])
+    actions = [*_delete_insert(), {"action": "insert", "source-table": "missing", "target-table": "t"}]
+    job = server.datasources.update_hyper_data(
+        ds, request_id="bad", actions=actions, payload=str(delta)
+    )
+    with pytest.raises(JobFailedException) as err:
+        server.jobs.wait_for_job(job, timeout=10)
+    assert "410012" in " ".join(err.value.notes or [])
+    stored = tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "GL")
+    assert read_rows(hyper, stored) == ROWS  # the first two actions were rolled back
+
+
+def test_injected_job_failure_then_retry_succeeds(
+    start: StartSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    tableau = start(fail_next_jobs=1, job_delay=0.2)
+    server = sign_in(tableau.base_url)
+    ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
+    delta = make_delta(hyper, tmp_path / "delta.hyper", [(3, Decimal("3.00"), "c")])
+    stored = tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "GL")
+
+    def update() -> TSC.JobItem:
+        return server.datasources.update_hyper_data(
+            ds, request_id="batch-7", actions=_delete_insert(), payload=str(delta)
+        )
+
+    job = update()
+    assert server.jobs.get_by_id(job.id).completed_at is None  # still running: clients poll
+    with pytest.raises(JobFailedException) as err:
+        server.jobs.wait_for_job(job, timeout=10)
+    assert err.value.notes and "Injected failure" in err.value.notes[0]
+    assert read_rows(hyper, stored) == ROWS
+    retried = server.jobs.wait_for_job(update(), timeout=10)
+    assert retried.finish_code == 0
+    assert read_rows(hyper, stored) == [*ROWS, (3, Decimal("3.00"), "c")]
