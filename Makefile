@@ -9,7 +9,7 @@ export XT_HOME ?= $(CURDIR)/.xero_tableau
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo dev test lint typecheck defs pytest bench clean venv
+.PHONY: demo dev test lint typecheck defs pytest bench clean venv postgres
 
 venv: $(STAMP)
 
@@ -42,8 +42,20 @@ defs: venv
 	$(BIN)/dagster definitions validate -m xero_tableau.definitions
 	$(BIN)/xero-tableau ci-materialize
 
-pytest: venv
+pytest: venv postgres
 	$(BIN)/pytest -q
+
+## The production path is tested on a real PostgreSQL that the test session starts from these
+## binaries (initdb + pg_ctl in a temp folder); as root on Debian, install them when missing.
+postgres:
+	@if command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing PostgreSQL server binaries for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+		echo "PostgreSQL server binaries missing: install postgresql, or PostgreSQL tests are skipped"; \
+	fi
 
 ## Benchmarks: each prints a table and, last, one JSON line of figures.
 bench: venv

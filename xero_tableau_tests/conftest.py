@@ -12,6 +12,7 @@ the emulator and the client are each checked against Xero's documented behaviour
 
 import base64
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.limits import LimitSettings
 from xero_tableau.sandbox.server import RunningXeroSandbox, start_xero_sandbox
 from xero_tableau.sandbox.xero_app import XeroSandboxConfig
+from xero_tableau_tests.postgres import server_binaries, temporary_postgres
 
 API = "/api.xro/2.0"
 SESSION_DATA = GeneratorConfig(tenants=2, invoice_lines=3000)
@@ -231,3 +233,19 @@ def make_sandbox() -> Iterator[SandboxFactory]:
     yield factory
     for running in started:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL for the production path (see ``postgres.py``); CI must have one."""
+    configured = os.environ.get("XT_TEST_POSTGRES_URL")
+    if configured:
+        yield configured
+        return
+    if server_binaries() is None:
+        reason = "PostgreSQL server binaries missing (`make test` installs them as root)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with temporary_postgres() as url:
+        yield url

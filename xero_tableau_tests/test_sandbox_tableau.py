@@ -7,10 +7,10 @@ read back with tableauhyperapi to check that publishes and update actions really
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from tableauhyperapi import (
     Connection,
     CreateMode,
     HyperProcess,
+    Inserter,
     SqlType,
     TableDefinition,
     TableName,
@@ -27,6 +28,7 @@ from tableauhyperapi import (
 from tableauserverclient.server.endpoint import fileuploads_endpoint
 from tableauserverclient.server.endpoint.exceptions import (
     FailedSignInError,
+    InternalServerError,
     JobFailedException,
     ServerResponseError,
 )
@@ -101,8 +103,6 @@ def make_hyper(hyper: HyperProcess, path: Path, rows: list[Row]) -> Path:
         conn.catalog.create_schema("Extract")
         conn.catalog.create_table(definition)
         if rows:
-            from tableauhyperapi import Inserter
-
             with Inserter(conn, definition) as inserter:
                 inserter.add_rows(rows)
                 inserter.execute()
@@ -111,8 +111,10 @@ def make_hyper(hyper: HyperProcess, path: Path, rows: list[Row]) -> Path:
 
 def read_rows(hyper: HyperProcess, path: Path) -> list[Row]:
     with Connection(hyper.endpoint, str(path)) as conn:
-        rows = conn.execute_list_query('SELECT "id", "amount", "name" FROM "Extract"."t" ORDER BY 1')
-    return [(int(r[0]), Decimal(r[1]), str(r[2])) for r in rows]
+        rows = conn.execute_list_query(
+            'SELECT "id", "amount", "name" FROM "Extract"."t" ORDER BY 1'
+        )
+    return [(int(str(r[0])), Decimal(str(r[1])), str(r[2])) for r in rows]
 
 
 def project_id(server: TSC.Server, name: str) -> str:
@@ -131,6 +133,19 @@ def publish(
     return result
 
 
+def update_data(
+    server: TSC.Server,
+    ds: TSC.DatasourceItem,
+    request_id: str,
+    actions: list[dict[str, Any]],
+    payload: Path,
+) -> TSC.JobItem:
+    """``update_hyper_data`` with plain dicts: TSC's TypedDicts lack the ``*-schema`` keys."""
+    return server.datasources.update_hyper_data(
+        ds, request_id=request_id, actions=cast(Sequence[Any], actions), payload=str(payload)
+    )
+
+
 ROWS: list[Row] = [(1, Decimal("10.50"), "a"), (2, Decimal("-3.25"), "b")]
 
 
@@ -143,7 +158,9 @@ def test_server_info_sign_in_and_out(tableau: RunningTableauSandbox) -> None:
     assert info is not None
     assert info.rest_api_version == API_VERSION
     server.auth.sign_in(
-        TSC.PersonalAccessTokenAuth(TABLEAU_DEMO_PAT_NAME, TABLEAU_DEMO_PAT_SECRET, TABLEAU_DEMO_SITE)
+        TSC.PersonalAccessTokenAuth(
+            TABLEAU_DEMO_PAT_NAME, TABLEAU_DEMO_PAT_SECRET, TABLEAU_DEMO_SITE
+        )
     )
     assert server.version == API_VERSION  # adopted from serverInfo after sign-in
     assert server.site_id == tableau.sandbox.site_by_url(TABLEAU_DEMO_SITE).id
@@ -279,6 +296,7 @@ def test_chunked_publish(
 ) -> None:
     # Force TSC's fileUploads path and 16 KiB chunks without making a 64 MB file.
     monkeypatch.setenv("TSC_FILESIZE_LIMIT_MB", "0")
+    monkeypatch.setenv("TSC_CHUNK_SIZE_MB", "1")
     monkeypatch.setattr(fileuploads_endpoint, "BYTES_PER_MB", 16 * 1024)
     rows = [(i, Decimal(i) / 100, f"name-{i}") for i in range(20_000)]
     file = make_hyper(hyper, tmp_path / "big.hyper", rows)
@@ -335,9 +353,7 @@ def test_update_hyper_data_delete_insert_is_applied_once(
     delta = make_delta(hyper, tmp_path / "delta.hyper", delta_rows)
     request_id = str(uuid.uuid4())
     for _ in range(2):  # a retry with the same request id must not apply twice
-        job = server.datasources.update_hyper_data(
-            ds, request_id=request_id, actions=_delete_insert(), payload=str(delta)
-        )
+        job = update_data(server, ds, request_id, _delete_insert(), delta)
         assert job.type == "UpdateUploadedFile"
         done = server.jobs.wait_for_job(job, timeout=10)
         assert done.finish_code == 0
@@ -374,9 +390,7 @@ def test_update_upsert_and_const_delete(
             },
         },
     ]
-    job = server.datasources.update_hyper_data(
-        ds, request_id="upsert-1", actions=actions, payload=str(delta)
-    )
+    job = update_data(server, ds, "upsert-1", actions, delta)
     server.jobs.wait_for_job(job, timeout=10)
     stored = tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "GL")
     assert read_rows(hyper, stored) == [(1, Decimal("11.00"), "A"), (5, Decimal("5.00"), "e")]
@@ -388,10 +402,11 @@ def test_failing_batch_changes_nothing(
     server = sign_in(tableau.base_url)
     ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
     delta = make_delta(hyper, tmp_path / "delta.hyper", [(9, Decimal("9.00"), "i")])
-    actions = [*_delete_insert(), {"action": "insert", "source-table": "missing", "target-table": "t"}]
-    job = server.datasources.update_hyper_data(
-        ds, request_id="bad", actions=actions, payload=str(delta)
-    )
+    actions = [
+        *_delete_insert(),
+        {"action": "insert", "source-table": "missing", "target-table": "t"},
+    ]
+    job = update_data(server, ds, "bad", actions, delta)
     with pytest.raises(JobFailedException) as err:
         server.jobs.wait_for_job(job, timeout=10)
     assert "410012" in " ".join(err.value.notes or [])
@@ -409,9 +424,7 @@ def test_injected_job_failure_then_retry_succeeds(
     stored = tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "GL")
 
     def update() -> TSC.JobItem:
-        return server.datasources.update_hyper_data(
-            ds, request_id="batch-7", actions=_delete_insert(), payload=str(delta)
-        )
+        return update_data(server, ds, "batch-7", _delete_insert(), delta)
 
     job = update()
     assert server.jobs.get_by_id(job.id).completed_at is None  # still running: clients poll
@@ -422,3 +435,11 @@ def test_injected_job_failure_then_retry_succeeds(
     retried = server.jobs.wait_for_job(update(), timeout=10)
     assert retried.finish_code == 0
     assert read_rows(hyper, stored) == [*ROWS, (3, Decimal("3.00"), "c")]
+
+
+def test_injected_http_failure_hits_only_the_next_call(tableau: RunningTableauSandbox) -> None:
+    server = sign_in(tableau.base_url)
+    tableau.sandbox.faults.fail_next_statuses.append(503)
+    with pytest.raises(InternalServerError):
+        server.projects.get()
+    assert len(server.projects.get()[0]) == 2

@@ -7,7 +7,6 @@ processes run on the real clock. The last test guards real HTTP calls to a sandb
 """
 
 import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -65,9 +64,9 @@ class FakeClock:
         self.now += seconds
 
 
-# SQLite always; PostgreSQL as well when XT_TEST_POSTGRES_URL names a database the tests may
-# write to (its rate-limit tables are emptied before each test).
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("XT_TEST_POSTGRES_URL") else [])
+# SQLite (the embedded default) and PostgreSQL (production; a private server the test session
+# starts, or XT_TEST_POSTGRES_URL): its rate-limit tables are emptied before each test.
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -75,7 +74,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh state DB: a temporary SQLite file, or the test PostgreSQL database emptied."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
-    url = os.environ["XT_TEST_POSTGRES_URL"]
+    url = request.getfixturevalue("postgres_url")
     engine = connect(url)
     with engine.begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {', '.join(RATE_TABLES)}"))

@@ -106,10 +106,14 @@ def _refresh_in_process(
     out.put((token, session.refreshes))
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_processes_refreshing_at_once_spend_the_refresh_token_once(
-    sandbox: CallbackSandbox, tmp_path: Path
+    sandbox: CallbackSandbox, tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    settings, tenants = connected_settings(sandbox, tmp_path)
+    extra = {}
+    if backend == "postgresql":  # the production state DB
+        extra["XT_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    settings, tenants = connected_settings(sandbox, tmp_path, **extra)
     _expire_stored_access_token(settings)
     env = settings_env(settings)
     ctx = multiprocessing.get_context("spawn")

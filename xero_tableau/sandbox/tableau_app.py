@@ -662,7 +662,7 @@ class TableauSandbox:
         project = self.projects[ds.project_id]
         return (
             f"<datasource{_attrs(id=ds.id, name=ds.name, contentUrl=ds.content_url)}"
-            ' type="hyper" description="" hasExtracts="true" encryptExtracts="false"'
+            ' type="dataengine" description="" hasExtracts="true" encryptExtracts="false"'
             ' isCertified="false" useRemoteQueryAgent="false"'
             f"{_attrs(createdAt=_iso(ds.created_at), updatedAt=_iso(ds.updated_at))}"
             f"{_attrs(webpageUrl=f'http://sandbox/#/datasources/{ds.id}')}>"
@@ -680,7 +680,7 @@ class TableauSandbox:
             "contentUrl": lambda d: d.content_url,
             "projectName": lambda d: self.projects[d.project_id].name,
             "projectId": lambda d: d.project_id,
-            "type": lambda d: "hyper",
+            "type": lambda d: "dataengine",
             "hasExtracts": lambda d: "true",
         }
         items = _filter(items, call.query.get("filter"), fields)
