@@ -19,7 +19,7 @@ from xero_tableau.defs.table_assets import TABLE_KEYS
 from xero_tableau.sandbox.admin import SandboxWriter
 from xero_tableau.sandbox.dataset import TenantData
 from xero_tableau.sandbox.generator import GeneratorConfig
-from xero_tableau.settings import Settings
+from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store import raw_lake
 from xero_tableau.sync import EXTRACTS_KEY, QUIET_RUN_CONFIG, RAW_KEYS, sync_all
 from xero_tableau.tableau.hyper import HyperWriter
@@ -281,3 +281,29 @@ def test_tables_and_extracts_follow_a_raw_partition_by_automation(world: tuple) 
         for partition in second.get_requested_partitions(key)
     }
     assert all(partition == tenant_id for _key, partition in requested)
+
+
+def test_optional_entities_can_be_switched_off(
+    world: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, _settings, instance, definitions, _summaries = world
+    tenant_id = sorted(sandbox.sandbox.dataset.tenants)[0]
+    today = sandbox.sandbox.clock.now().date()
+    monkeypatch.setenv("XT_DISABLED_ENTITIES", "credit_notes,purchase_orders")
+    before = sandbox.sandbox.total_calls()
+    assets = [a for a in definitions.assets if isinstance(a, dg.AssetsDefinition)]
+    result = dg.materialize(
+        assets,
+        selection=dg.AssetSelection.assets(dg.AssetKey(["xero", "raw", "credit_notes"])),
+        tags=day_range_tags(tenant_id, today, today),
+        instance=instance,
+        resources=dict(definitions.resources or {}),
+        run_config=QUIET_RUN_CONFIG,
+    )
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["disabled"].value is True
+    assert sandbox.sandbox.total_calls() == before  # nothing was read from Xero
+    monkeypatch.setenv("XT_DISABLED_ENTITIES", "payments")
+    with pytest.raises(ConfigError, match="XT_DISABLED_ENTITIES"):
+        Settings.from_env()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from xero_tableau.sandbox.credentials import DEMO_CUSTOM_CLIENT_ID, DEMO_CUSTOM_CLIENT_SECRET
 from xero_tableau.sandbox.dataset import parse_ms_date
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.limits import LimitSettings
@@ -226,3 +227,22 @@ def test_a_day_limit_429_from_xero_defers_too(
         assert xero.client.stats.http_429 <= 1
     assert sandbox.sandbox.limiter.refused.get("day", 0) <= 1
     assert info.value.resume_at > datetime.now(UTC)
+
+
+def test_a_custom_connection_reads_with_client_credentials(
+    sandboxes: list[CallbackSandbox], tmp_path: Path
+) -> None:
+    sandbox = _start(sandboxes)
+    settings, tenants = connected_settings(
+        sandbox,
+        tmp_path,
+        XERO_AUTH_MODE="client_credentials",
+        XERO_CLIENT_ID=DEMO_CUSTOM_CLIENT_ID,
+        XERO_CLIENT_SECRET=DEMO_CUSTOM_CLIENT_SECRET,
+    )
+    assert len(tenants) == 1  # a custom connection is bound to one organisation
+    with open_xero(settings) as xero:
+        body = xero.client.get("Invoices", tenants[0].tenant_id, {"page": 1})
+        assert body["Invoices"]
+        stored = xero.session.store.load()
+    assert stored is not None and stored.tokens.refresh_token is None

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from xero_tableau.settings import Settings
 from xero_tableau.xero.connection import XeroConnection, open_xero
@@ -27,20 +27,16 @@ class XeroResource(dg.ConfigurableResource):
     api_base: str | None = Field(default=None, description="XERO_API_BASE override.")
     identity_base: str | None = Field(default=None, description="XERO_IDENTITY_BASE override.")
 
-    _settings: Settings | None = PrivateAttr(default=None)
-
     def settings(self) -> Settings:
-        if self._settings is None:
-            settings = Settings.from_env()
-            settings = replace(
-                settings,
-                xero_client_id=self.client_id,
-                xero_client_secret=self.client_secret,
-                xero_api_base=(self.api_base or settings.xero_api_base).rstrip("/"),
-                xero_identity_base=(self.identity_base or settings.xero_identity_base).rstrip("/"),
-            )
-            self._settings = settings
-        return self._settings
+        """The environment contract as it is now (read per call: cheap, and never stale)."""
+        settings = Settings.from_env()
+        return replace(
+            settings,
+            xero_client_id=self.client_id,
+            xero_client_secret=self.client_secret,
+            xero_api_base=(self.api_base or settings.xero_api_base).rstrip("/"),
+            xero_identity_base=(self.identity_base or settings.xero_identity_base).rstrip("/"),
+        )
 
     @contextmanager
     def connection(self) -> Iterator[XeroConnection]:
