@@ -2,6 +2,7 @@
 
 - ``sandbox``         serve the emulated Xero on loopback and print its URLs and demo credentials
 - ``connect``         OAuth2 consent (or a custom connection), store tokens, register tenants
+- ``doctor``          ping Xero and Tableau: tokens, tenants, headroom, sign-in, publish rights
 - ``sync``            one full sync of every tenant through Dagster (cron users, CI)
 - ``demo``            everything on the built-in sandbox, end to end
 - ``dev``             the sandbox plus ``dagster dev`` on it
@@ -135,6 +136,33 @@ def sandbox_env(base_url: str, home: Path) -> dict[str, str]:
     }
 
 
+def _start_tableau(args: argparse.Namespace, storage: Path | None = None):
+    from xero_tableau.sandbox.tableau_app import TableauSandboxConfig, start_tableau_sandbox
+
+    running = start_tableau_sandbox(
+        TableauSandboxConfig(storage_dir=storage), port=args.tableau_port
+    )
+    _say(f"Tableau sandbox up at {running.base_url}")
+    return running
+
+
+def tableau_env(base_url: str) -> dict[str, str]:
+    """The environment that publishes to a running Tableau sandbox."""
+    from xero_tableau.sandbox.credentials import (
+        TABLEAU_DEMO_PAT_NAME,
+        TABLEAU_DEMO_PAT_SECRET,
+        TABLEAU_DEMO_SITE,
+    )
+
+    return {
+        "TABLEAU_SERVER_URL": base_url,
+        "TABLEAU_SITE": TABLEAU_DEMO_SITE,
+        "TABLEAU_PAT_NAME": TABLEAU_DEMO_PAT_NAME,
+        "TABLEAU_PAT_SECRET": TABLEAU_DEMO_PAT_SECRET,
+        "TABLEAU_PROJECT": "Xero",
+    }
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from xero_tableau.sandbox.credentials import (
         DEMO_CLIENT_ID,
@@ -146,7 +174,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     )
 
     running = _start_sandbox(args)
+    tableau = _start_tableau(args)
     base = running.base_url
+    tab = tableau_env(tableau.base_url)
     _say(
         "\n".join(
             (
@@ -160,11 +190,16 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                 f"  Redirect URI        {DEMO_REDIRECT_URI}",
                 f"  Custom connection   {DEMO_CUSTOM_CLIENT_ID} / {DEMO_CUSTOM_CLIENT_SECRET}",
                 f"  Webhook key         {DEMO_WEBHOOK_KEY}",
+                f"  Tableau server      {tableau.base_url}",
+                f"  Tableau PAT name    {tab['TABLEAU_PAT_NAME']}",
+                f"  Tableau PAT secret  {tab['TABLEAU_PAT_SECRET']}",
+                f"  Tableau site        {tab['TABLEAU_SITE']}  (projects: Xero, Restricted)",
                 "",
-                "Point the project at it:",
+                "Point the project at them:",
                 f"  export XERO_API_BASE={base} XERO_IDENTITY_BASE={base} XERO_LOGIN_BASE={base}",
                 f"  export XERO_CLIENT_ID={DEMO_CLIENT_ID} XERO_CLIENT_SECRET={DEMO_CLIENT_SECRET}",
-                "Ctrl-C stops the sandbox.",
+                "  export " + " ".join(f"{k}={v}" for k, v in tab.items()),
+                "Ctrl-C stops the sandboxes.",
             )
         )
     )
@@ -172,9 +207,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        _say("stopping the sandbox")
+        _say("stopping the sandboxes")
     finally:
         running.stop()
+        tableau.stop()
     return 0
 
 
@@ -204,19 +240,32 @@ def cmd_sync(_args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The sandbox, the consent, then a full sync through Dagster into .hyper files."""
+    """Both sandboxes, the consent, then a full sync through Dagster, published to Tableau."""
     home = _demo_home()
     _say(f"xero-tableau demo: state, lake, Dagster instance and .hyper files under {home}")
     running = _start_sandbox(args)
+    tableau = _start_tableau(args, storage=home / "tableau-sandbox")
     try:
         os.environ.update(sandbox_env(running.base_url, home))
+        os.environ.update(tableau_env(tableau.base_url))
         settings = Settings.from_env()
         connect(settings, follow_with_http=True)
         status = run_sync(settings)
-        _say(f"\nSandbox calls served: {running.sandbox.total_calls()}")
+        _say(f"\nXero sandbox calls served: {running.sandbox.total_calls()}")
+        _say(f"Tableau sandbox data sources: {home / 'tableau-sandbox'}")
     finally:
         running.stop()
+        tableau.stop()
     return status
+
+
+def cmd_doctor(_args: argparse.Namespace) -> int:
+    """Ping Xero and Tableau as configured; say what is wrong and how to fix it."""
+    from xero_tableau.doctor import exit_code, format_report, run_doctor
+
+    checks = run_doctor(Settings.from_env())
+    _say(format_report(checks))
+    return exit_code(checks)
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -287,6 +336,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def _sandbox_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--xero-port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument(
+        "--tableau-port", type=int, default=0, help="Tableau sandbox port (default: a free one)"
+    )
     parser.add_argument("--tenants", type=int, default=2, help="organisations (default 2)")
     parser.add_argument(
         "--invoice-lines", type=int, default=4000, help="invoice lines per organisation"
@@ -315,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sandbox_options(p)
     p.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     p.set_defaults(func=cmd_dev)
+    p = sub.add_parser("doctor", help="check the Xero and Tableau connections and rights")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("sync", help="one full sync of every tenant through Dagster")
     p.set_defaults(func=cmd_sync)
     p = sub.add_parser("connect", help="authorise the app in Xero and register tenants")

@@ -41,6 +41,8 @@ class TenantSummary:
     rows: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
     failed_checks: list[str] = field(default_factory=list)
+    published: list[dict] = field(default_factory=list)  # Tableau jobs, when publishing
+    tableau_site: str = ""
 
 
 def register_tenants(settings: Settings, instance: dg.DagsterInstance) -> list[KnownTenant]:
@@ -139,9 +141,15 @@ def sync_all(
             materialization = event.materialization
             if materialization.asset_key != EXTRACTS_KEY:
                 continue
-            rows = materialization.metadata["rows_per_table"].value
+            metadata = materialization.metadata
+            rows = metadata["rows_per_table"].value
             if isinstance(rows, dict):
                 summary.rows = {str(k): int(v) for k, v in rows.items()}  # type: ignore[arg-type]
+            jobs = metadata.get("tableau/jobs")
+            if jobs is not None and isinstance(jobs.value, list):
+                summary.published = [dict(j) for j in jobs.value]  # type: ignore[arg-type]
+                site = metadata["tableau/site"].value
+                summary.tableau_site = f"{site or 'Default'}/{metadata['tableau/project'].value}"
         for evaluation in result.get_asset_check_evaluations():
             if not evaluation.passed:
                 key = "/".join(evaluation.asset_key.path)
@@ -166,6 +174,18 @@ def print_summary(
     for summary in summaries:
         if summary.failed_checks:
             say(f"  failed checks for {summary.name}: {', '.join(summary.failed_checks)}")
+    for summary in summaries:
+        if not summary.published:
+            continue
+        say(f"\nTableau data sources of {summary.name} on {summary.tableau_site}:")
+        for job in summary.published:
+            rows = summary.rows.get(str(job["table"]), 0)
+            outcome = (
+                "unchanged"
+                if job["mode"] == "unchanged"
+                else (f"job {str(job['job_id'])[:8]} finish code {job['finish_code']}")
+            )
+            say(f"  {job['datasource']:<40}{rows:>10,} rows  {job['mode']:<9} {outcome}")
     say(f"\n.hyper files, one per table (Tableau Desktop opens them): {settings.hyper_dir}")
     for summary in summaries:
         say(f"  {Path(settings.hyper_dir) / summary.tenant_id}")

@@ -13,8 +13,9 @@ from xero_tableau.defs.partitions import ALL_DAYS_OF_TENANT, xero_tenants
 from xero_tableau.defs.raw_assets import RAW_ENTITIES
 from xero_tableau.defs.reference_assets import REFERENCE_ENTITIES
 from xero_tableau.defs.resources import XeroResource
-from xero_tableau.store import lake, raw_lake
+from xero_tableau.store import db, lake, raw_lake
 from xero_tableau.tableau.hyper import HyperWriter
+from xero_tableau.tableau.tenant_publish import TenantPublish, publish_tenant
 from xero_tableau.transform import checks
 from xero_tableau.transform.normalize import NORMALIZE_COLUMNS, Reference, normalize
 from xero_tableau.transform.schema import TABLES
@@ -181,7 +182,8 @@ def _preview(table) -> str:
     partitions_def=xero_tenants,
     deps=list(TABLE_KEYS.values()),
     automation_condition=dg.AutomationCondition.eager(),
-    description="One .hyper per published table in XT_HOME/hyper/<tenant>/, for Tableau.",
+    description="One .hyper per published table in XT_HOME/hyper/<tenant>/, published to the "
+    "tenant's Tableau site when TABLEAU_SERVER_URL is set (replace or incremental).",
 )
 def tableau_extracts(context: dg.AssetExecutionContext, xero: XeroResource) -> dg.MaterializeResult:
     tenant_id = context.partition_key
@@ -189,19 +191,51 @@ def tableau_extracts(context: dg.AssetExecutionContext, xero: XeroResource) -> d
     source = lake.tenant_dir(settings.lake_dir, tenant_id) / "tables"
     target = settings.hyper_dir / tenant_id
     rows: dict[str, int] = {}
+    published: TenantPublish | None = None
     with HyperWriter(log_dir=settings.home / "logs") as writer:
         for name in TABLES:
             rows[name] = writer.write_table(
                 source / f"{name}.parquet", target / f"{name}.hyper", name
             )
             context.log.info(f"{name}: {rows[name]} rows -> {target / (name + '.hyper')}")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": sum(rows.values()),
-            "rows_per_table": dg.MetadataValue.json(rows),
-            "folder": dg.MetadataValue.path(str(target)),
-        }
-    )
+        if settings.tableau_server_url:
+            engine = db.connect(settings.database_url)
+            try:
+                published = publish_tenant(settings, engine, tenant_id, writer, context.log.info)
+            finally:
+                engine.dispose()
+    metadata: dict = {
+        "dagster/row_count": sum(rows.values()),
+        "rows_per_table": dg.MetadataValue.json(rows),
+        "folder": dg.MetadataValue.path(str(target)),
+    }
+    if published is not None:
+        metadata["tableau/site"] = published.site
+        metadata["tableau/project"] = published.project
+        metadata["tableau/rest_calls"] = published.rest_calls
+        metadata["tableau/jobs"] = dg.MetadataValue.json(
+            [
+                {
+                    "table": t.table,
+                    "datasource": t.datasource,
+                    "mode": t.mode,
+                    "documents_sent": t.documents_sent,
+                    "job_id": t.outcome.job_id if t.outcome else None,
+                    "finish_code": t.outcome.finish_code if t.outcome else None,
+                    "notes": list(t.outcome.notes) if t.outcome else [],
+                    "seconds": round(t.outcome.duration_seconds, 2) if t.outcome else 0,
+                }
+                for t in published.tables
+            ]
+        )
+        if published.failed:
+            # The batches stay pending in the ledger; the next run sends them again.
+            raise dg.Failure(
+                description="Tableau publish failed for "
+                + ", ".join(f"{t.table} ({t.error})" for t in published.failed),
+                metadata=metadata,
+            )
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.definitions

@@ -115,3 +115,35 @@ xero_rate_server_budget = sa.Table(
     sa.Column("unseen", sa.Integer, nullable=False),
     sa.Column("observed_at", sa.Double, nullable=False),
 )
+
+# One row per incremental publish batch (``xero_tableau.store.publish_ledger``): the Tableau
+# ``request_id`` it was sent under, its status and the job's finish code. ``batch_id`` is the
+# primary key, so two processes publishing the same batch share one row (written by atomic
+# upserts); a batch still ``pending`` or ``failed`` is resent by the next run.
+tableau_publish_batches = sa.Table(
+    "tableau_publish_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(255), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=True),
+    sa.Column("table_name", sa.String(128), nullable=True),
+    sa.Column("datasource_name", sa.String(255), nullable=False),
+    sa.Column("site", sa.String(255), nullable=True),
+    sa.Column("project", sa.String(255), nullable=True),
+    sa.Column("mode", sa.String(16), nullable=True),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=True),
+    sa.Column("finish_code", sa.Integer, nullable=True),
+    sa.Column("notes", sa.Text, nullable=True),
+    sa.Column("rows_sent", sa.BigInteger, nullable=True),
+    sa.Column("duration_s", sa.Double, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint(
+        "status IN ('pending', 'succeeded', 'failed')", name="ck_tableau_publish_batches_status"
+    ),
+    sa.Index("ix_tableau_publish_batches_tenant_status", "tenant_id", "status"),
+    sa.Index("ix_tableau_publish_batches_tenant_updated_at", "tenant_id", "updated_at"),
+)
