@@ -222,3 +222,22 @@ def test_a_project_without_publish_rights_fails_before_any_data_moves(
     data_moving = ("PATCH ", "POST /sites/{site}/datasources", "POST /sites/{site}/fileUploads")
     moved = [k for k, n in after.items() if n != before.get(k, 0) and k.startswith(data_moving)]
     assert moved == []
+
+
+def test_replace_mode_overwrites_with_the_full_extract(
+    world: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, tableau, _instance, _defs, _ = world
+    tenant = sorted(sandbox.sandbox.dataset.tenants)[1]
+    monkeypatch.delenv("XT_ROUTING_FILE", raising=False)
+    monkeypatch.setenv("TABLEAU_PUBLISH_MODE", "replace")
+    before = dict(tableau.sandbox.requests_log)
+    result = _resync(world, tenant)
+    assert result.success
+    jobs = result.get_asset_materialization_events()[-1].materialization.metadata["tableau/jobs"]
+    assert {j["mode"] for j in jobs.value} == {"replace"}  # type: ignore[union-attr]
+    settings = Settings.from_env()
+    for table in TABLE_KEYS:
+        _same(_published(tableau, settings, tenant, table), _lake(settings, tenant, table))
+    after = tableau.sandbox.requests_log
+    assert after["POST /sites/{site}/datasources"] > before.get("POST /sites/{site}/datasources", 0)

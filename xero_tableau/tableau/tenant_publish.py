@@ -14,6 +14,7 @@ without one every tenant goes to ``TABLEAU_SITE``/``TABLEAU_PROJECT`` with a per
 so two tenants never share a data source.
 """
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,12 @@ from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store import lake
 from xero_tableau.store.publish_ledger import DbPublishLedger
 from xero_tableau.tableau.hyper import HyperWriter
-from xero_tableau.tableau.publish import PublishFailed, PublishOutcome, TableauPublisher
+from xero_tableau.tableau.publish import (
+    BatchRecord,
+    PublishFailed,
+    PublishOutcome,
+    TableauPublisher,
+)
 from xero_tableau.tableau.routing import Route, load_routing
 from xero_tableau.transform import changes
 from xero_tableau.transform.schema import TABLES
@@ -104,26 +110,16 @@ def publish_tenant(
         work_dir=state / "staging",
     ) as publisher:
         publisher.check_can_publish(route.project)  # before any data moves
+        target = PublishTarget(publisher, writer, ledger, tenant_id, route, state)
         for table in TABLES:
             name = route.datasource_name(table)
             full = hyper_dir / f"{table}.hyper"
+            current = tables_dir / f"{table}.parquet"
             try:
                 if settings.tableau_publish_mode == "replace":
-                    outcome = publisher.publish_replace(full, name, route.project)
-                    entry = TablePublish(table, name, "replace", outcome=outcome)
+                    entry = publish_table_replace(target, table, current, full)
                 else:
-                    entry = _incremental(
-                        publisher,
-                        writer,
-                        ledger,
-                        tenant_id,
-                        table,
-                        name,
-                        route,
-                        tables_dir,
-                        full,
-                        state,
-                    )
+                    entry = publish_table_incremental(target, table, current, full)
             except PublishFailed as exc:
                 entry = TablePublish(table, name, "failed", outcome=exc.outcome, error=str(exc))
             result.tables.append(entry)
@@ -135,56 +131,79 @@ def publish_tenant(
     return result
 
 
-def _incremental(
-    publisher: TableauPublisher,
-    writer: HyperWriter,
-    ledger: DbPublishLedger,
-    tenant_id: str,
-    table: str,
-    name: str,
-    route: Route,
-    tables_dir: Path,
-    full: Path,
-    state: Path,
+@dataclass(frozen=True)
+class PublishTarget:
+    """One tenant's publishing context: the signed-in publisher, its Hyper process, the ledger,
+    the route and the folder holding the fingerprints of what was last published there."""
+
+    publisher: TableauPublisher
+    writer: HyperWriter
+    ledger: DbPublishLedger
+    tenant_id: str
+    route: Route
+    state: Path
+
+    def fingerprints_path(self, table: str) -> Path:
+        return self.state / f"{table}.fingerprints.parquet"
+
+
+def publish_table_replace(
+    target: PublishTarget, table: str, current_parquet: Path, full_hyper: Path
+) -> TablePublish:
+    """Overwrite the table's data source with its full extract."""
+    name = target.route.datasource_name(table)
+    fingerprints = changes.document_fingerprints(table, pq.read_table(current_parquet))
+    batch_id = f"{name}:replace:{_content_digest(target.tenant_id, name, fingerprints)}"
+    _register(target, batch_id, table, name)
+    try:
+        outcome = target.publisher.publish_replace(full_hyper, name, target.route.project)
+    except PublishFailed as exc:
+        _record_replace(target, batch_id, name, exc.outcome)
+        raise
+    _record_replace(target, batch_id, name, outcome)
+    lake.write_parquet(target.fingerprints_path(table), fingerprints)
+    sent = fingerprints.num_rows
+    return TablePublish(table, name, "replace", documents_sent=sent, outcome=outcome)
+
+
+def publish_table_incremental(
+    target: PublishTarget, table: str, current_parquet: Path, full_hyper: Path
 ) -> TablePublish:
     """Send the documents that changed since the last successful publish (or create it)."""
-    current = pq.read_table(tables_dir / f"{table}.parquet")
-    fingerprints_path = state / f"{table}.fingerprints.parquet"
+    name = target.route.datasource_name(table)
+    current = pq.read_table(current_parquet)
+    fingerprints_path = target.fingerprints_path(table)
     previous = pq.read_table(fingerprints_path) if fingerprints_path.exists() else None
-    exists = publisher.find_datasource(name, route.project) is not None
+    exists = target.publisher.find_datasource(name, target.route.project) is not None
     diff = changes.diff_documents(table, previous if exists else None, current)
     sent = diff.upserted_ids
     if exists and sent.num_rows == 0:
         return TablePublish(table, name, "unchanged")
     payload_rows = changes.rows_for(current, sent) if exists else current
-    staging = state / "staging"
+    staging = target.state / "staging"
     payload_parquet = staging / f"{table}.payload.parquet"
     lake.write_parquet(payload_parquet, payload_rows)
     payload_hyper = staging / f"{table}.payload.hyper"
-    writer.write_table(payload_parquet, payload_hyper, table, schema=current.schema)
-    batch_id = _batch_id(tenant_id, name, changes.rows_for(diff.current_fingerprints, sent))
-    ledger.register(
-        batch_id,
-        tenant_id=tenant_id,
-        table_name=table,
-        datasource_name=name,
-        site=route.site,
-        project=route.project,
+    target.writer.write_table(payload_parquet, payload_hyper, table, schema=current.schema)
+    digest = _content_digest(
+        target.tenant_id, name, changes.rows_for(diff.current_fingerprints, sent)
     )
+    batch_id = f"{name}:{digest}"
+    _register(target, batch_id, table, name)
     try:
-        outcome = publisher.publish_incremental(
+        outcome = target.publisher.publish_incremental(
             payload_hyper,
             name,
-            route.project,
+            target.route.project,
             table,
             TABLES[table].key[1],
             batch_id,
-            full_hyper_path=full,
+            full_hyper_path=full_hyper,
         )
     except PublishFailed as exc:
-        ledger.record_outcome(exc.outcome)
+        target.ledger.record_outcome(exc.outcome)
         raise
-    ledger.record_outcome(outcome)
+    target.ledger.record_outcome(outcome)
     # Only now: a failed batch must be found again by the next run's diff.
     lake.write_parquet(fingerprints_path, diff.current_fingerprints)
     return TablePublish(
@@ -192,9 +211,38 @@ def _incremental(
     )
 
 
-def _batch_id(tenant_id: str, name: str, fingerprints: pa.Table) -> str:
-    """Deterministic from the documents sent and their content: the same changes, the same id."""
+def _record_replace(
+    target: PublishTarget, batch_id: str, name: str, outcome: PublishOutcome
+) -> None:
+    """The publisher's ledger tracks incremental batches itself; a replace is recorded here."""
+    target.ledger.put(
+        BatchRecord(
+            batch_id=batch_id,
+            request_id=batch_id,
+            datasource_name=name,
+            status="succeeded" if outcome.succeeded else "failed",
+            job_id=outcome.job_id,
+            finish_code=outcome.finish_code,
+            notes=tuple(outcome.notes),
+        )
+    )
+    target.ledger.record_outcome(dataclasses.replace(outcome, batch_id=batch_id))
+
+
+def _register(target: PublishTarget, batch_id: str, table: str, name: str) -> None:
+    target.ledger.register(
+        batch_id,
+        tenant_id=target.tenant_id,
+        table_name=table,
+        datasource_name=name,
+        site=target.route.site,
+        project=target.route.project,
+    )
+
+
+def _content_digest(tenant_id: str, name: str, rows: pa.Table) -> str:
+    """Deterministic from what is sent: the same changes give the same batch id."""
     digest = hashlib.sha256(f"{tenant_id}|{name}".encode())
-    for row in sorted(map(repr, fingerprints.to_pylist())):
+    for row in sorted(map(repr, rows.to_pylist())):
         digest.update(row.encode())
-    return f"{name}:{digest.hexdigest()[:32]}"
+    return digest.hexdigest()[:32]
