@@ -16,6 +16,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,6 +32,11 @@ from xero_tableau.sandbox.credentials import (
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.limits import LimitSettings
 from xero_tableau.sandbox.server import RunningXeroSandbox, start_xero_sandbox
+from xero_tableau.sandbox.tableau_app import (
+    RunningTableauSandbox,
+    TableauSandboxConfig,
+    start_tableau_sandbox,
+)
 from xero_tableau.sandbox.xero_app import XeroSandboxConfig
 from xero_tableau_tests.postgres import server_binaries, temporary_postgres
 
@@ -249,3 +255,22 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(reason)
     with temporary_postgres() as url:
         yield url
+
+
+StartTableau = Callable[..., RunningTableauSandbox]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[StartTableau]:
+    """Start Tableau sandboxes with a test's own config; all are stopped when the test ends."""
+    running: list[RunningTableauSandbox] = []
+
+    def _start(**overrides: Any) -> RunningTableauSandbox:
+        overrides.setdefault("storage_dir", tmp_path / f"tableau{len(running)}")
+        sandbox = start_tableau_sandbox(TableauSandboxConfig(**overrides))
+        running.append(sandbox)
+        return sandbox
+
+    yield _start
+    for sandbox in running:
+        sandbox.stop()

@@ -7,7 +7,7 @@ read back with tableauhyperapi to check that publishes and update actions really
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
@@ -40,14 +40,12 @@ from xero_tableau.sandbox.credentials import (
 )
 from xero_tableau.sandbox.tableau_app import (
     RunningTableauSandbox,
-    TableauSandboxConfig,
-    start_tableau_sandbox,
 )
+from xero_tableau_tests.conftest import StartTableau
 
 API_VERSION = "3.24"
 TABLE = TableName("Extract", "t")
 Row = tuple[int, Decimal, str]
-StartSandbox = Callable[..., RunningTableauSandbox]
 
 
 @pytest.fixture(scope="module")
@@ -60,23 +58,7 @@ def hyper() -> Iterator[HyperProcess]:
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[StartSandbox]:
-    """Start sandboxes with a test's own config; all are stopped when the test ends."""
-    running: list[RunningTableauSandbox] = []
-
-    def _start(**overrides: Any) -> RunningTableauSandbox:
-        overrides.setdefault("storage_dir", tmp_path / f"tableau{len(running)}")
-        sandbox = start_tableau_sandbox(TableauSandboxConfig(**overrides))
-        running.append(sandbox)
-        return sandbox
-
-    yield _start
-    for sandbox in running:
-        sandbox.stop()
-
-
-@pytest.fixture
-def tableau(start: StartSandbox) -> RunningTableauSandbox:
+def tableau(start: StartTableau) -> RunningTableauSandbox:
     return start()
 
 
@@ -191,7 +173,7 @@ def test_second_sign_in_with_same_pat_invalidates_the_first(
         first.auth.sign_out()  # sign-out on a dead session fails too, as on Tableau
 
 
-def test_session_expires_after_idle_ttl(start: StartSandbox) -> None:
+def test_session_expires_after_idle_ttl(start: StartTableau) -> None:
     tableau = start(session_ttl=0.3)
     server = sign_in(tableau.base_url)
     server.projects.get()
@@ -415,7 +397,7 @@ def test_failing_batch_changes_nothing(
 
 
 def test_injected_job_failure_then_retry_succeeds(
-    start: StartSandbox, hyper: HyperProcess, tmp_path: Path
+    start: StartTableau, hyper: HyperProcess, tmp_path: Path
 ) -> None:
     tableau = start(fail_next_jobs=1, job_delay=0.2)
     server = sign_in(tableau.base_url)

@@ -23,8 +23,6 @@ from xero_tableau.sandbox.credentials import (
 )
 from xero_tableau.sandbox.tableau_app import (
     RunningTableauSandbox,
-    TableauSandboxConfig,
-    start_tableau_sandbox,
 )
 from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau.tableau.publish import (
@@ -44,6 +42,7 @@ from xero_tableau.tableau.routing import (
     UnknownTenantError,
     load_routing,
 )
+from xero_tableau_tests.conftest import StartTableau
 
 TABLE = "fct_invoice_lines"
 DS = "acme_fct_invoice_lines"
@@ -59,7 +58,6 @@ SCHEMA = pa.schema(
     ]
 )
 Row = tuple[str, str, int, Decimal, str]
-StartSandbox = Callable[..., RunningTableauSandbox]
 
 BASE: list[Row] = [
     (T1, "INV-A", 1, Decimal("100.10"), "a1"),
@@ -83,22 +81,7 @@ def writer() -> Iterator[HyperWriter]:
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[StartSandbox]:
-    running: list[RunningTableauSandbox] = []
-
-    def _start(**overrides: Any) -> RunningTableauSandbox:
-        overrides.setdefault("storage_dir", tmp_path / f"tableau{len(running)}")
-        sandbox = start_tableau_sandbox(TableauSandboxConfig(**overrides))
-        running.append(sandbox)
-        return sandbox
-
-    yield _start
-    for sandbox in running:
-        sandbox.stop()
-
-
-@pytest.fixture
-def tableau(start: StartSandbox) -> RunningTableauSandbox:
+def tableau(start: StartTableau) -> RunningTableauSandbox:
     return start()
 
 
@@ -231,7 +214,7 @@ def test_expired_session_signs_in_again_and_push_succeeds(
 
 
 def test_session_expiring_while_a_job_is_polled(
-    start: StartSandbox, writer: HyperWriter, make: Callable[[str, list[Row]], Path]
+    start: StartTableau, writer: HyperWriter, make: Callable[[str, list[Row]], Path]
 ) -> None:
     tableau = start(job_delay=0.05)
 
@@ -259,7 +242,7 @@ def test_transient_server_error_is_retried(
 
 
 def test_rest_version_is_pinned(
-    start: StartSandbox, make: Callable[[str, list[Row]], Path]
+    start: StartTableau, make: Callable[[str, list[Row]], Path]
 ) -> None:
     tableau = start()
     with publisher(tableau, api_version="3.20") as pub:
@@ -306,7 +289,7 @@ def test_project_without_publish_rights_is_refused_before_any_upload(
 
 
 def test_non_publishing_site_role_is_refused(
-    start: StartSandbox, make: Callable[[str, list[Row]], Path]
+    start: StartTableau, make: Callable[[str, list[Row]], Path]
 ) -> None:
     tableau = start(site_role="Viewer")
     with publisher(tableau) as pub, pytest.raises(PublishPermissionError, match="site role"):
@@ -344,7 +327,7 @@ def test_failed_job_raises_then_retry_applies_once(
 
 
 def test_server_remembering_failed_request_ids_needs_the_ledger(
-    start: StartSandbox, writer: HyperWriter, make: Callable[[str, list[Row]], Path]
+    start: StartTableau, writer: HyperWriter, make: Callable[[str, list[Row]], Path]
 ) -> None:
     tableau = start(remember_failed_request_ids=True)
     ledger = InMemoryPublishLedger()
@@ -380,7 +363,7 @@ def test_same_batch_twice_is_not_doubled(
 
 
 def test_job_that_never_finishes_times_out(
-    start: StartSandbox, make: Callable[[str, list[Row]], Path]
+    start: StartTableau, make: Callable[[str, list[Row]], Path]
 ) -> None:
     tableau = start(job_delay=60.0)
     slept: list[float] = []

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from types import TracebackType
+from typing import Self
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -79,11 +80,10 @@ class ServedApp:
         self.stop()
 
 
-class RunningXeroSandbox:
-    """An emulated Xero with its server and webhook sender running."""
+class RunningSandbox:
+    """An emulator being served on loopback; stop it (or use ``with``) when done."""
 
-    def __init__(self, sandbox: XeroSandbox, served: ServedApp) -> None:
-        self.sandbox = sandbox
+    def __init__(self, served: ServedApp) -> None:
         self.served = served
 
     @property
@@ -91,10 +91,9 @@ class RunningXeroSandbox:
         return self.served.base_url
 
     def stop(self) -> None:
-        self.sandbox.webhooks.stop()
         self.served.stop()
 
-    def __enter__(self) -> "RunningXeroSandbox":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -104,6 +103,18 @@ class RunningXeroSandbox:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class RunningXeroSandbox(RunningSandbox):
+    """An emulated Xero with its server and webhook sender running."""
+
+    def __init__(self, sandbox: XeroSandbox, served: ServedApp) -> None:
+        super().__init__(served)
+        self.sandbox = sandbox
+
+    def stop(self) -> None:
+        self.sandbox.webhooks.stop()
+        super().stop()
 
 
 def start_xero_sandbox(

@@ -65,7 +65,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
@@ -90,7 +89,7 @@ from xero_tableau.sandbox.credentials import (
     TABLEAU_DEMO_PAT_NAME,
     TABLEAU_DEMO_PAT_SECRET,
 )
-from xero_tableau.sandbox.server import ServedApp
+from xero_tableau.sandbox.server import RunningSandbox, ServedApp
 
 NS = "http://tableau.com/api"
 _NS = {"t": NS}
@@ -1220,31 +1219,16 @@ def _paginate(items: list[T], query: dict[str, str]) -> tuple[list[T], str]:
     return page, pagination
 
 
-class RunningTableauSandbox:
+class RunningTableauSandbox(RunningSandbox):
     """An emulated Tableau served on loopback; stop it (or use ``with``) when done."""
 
     def __init__(self, sandbox: TableauSandbox, served: ServedApp) -> None:
+        super().__init__(served)
         self.sandbox = sandbox
-        self.served = served
-
-    @property
-    def base_url(self) -> str:
-        return self.served.base_url
 
     def stop(self) -> None:
-        self.served.stop()
+        super().stop()
         self.sandbox.close()
-
-    def __enter__(self) -> "RunningTableauSandbox":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_tableau_sandbox(
