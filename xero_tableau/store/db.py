@@ -147,3 +147,30 @@ tableau_publish_batches = sa.Table(
     sa.Index("ix_tableau_publish_batches_tenant_status", "tenant_id", "status"),
     sa.Index("ix_tableau_publish_batches_tenant_updated_at", "tenant_id", "updated_at"),
 )
+
+# Xero webhook events as received (``xero_tableau.store.event_queue``), one row per distinct event.
+# Xero delivers at least once and out of order, so ``dedupe_key`` (sha256 of tenant, category,
+# type, resource and event time) is unique and a re-delivery inserts nothing. ``id`` only grows:
+# the sensor that turns events into runs keeps it as its cursor. Events of a tenant not in
+# ``xero_tenants`` are kept (``tenant_known`` false, status "ignored") so they can be explained.
+xero_webhook_events = sa.Table(
+    "xero_webhook_events",
+    metadata,
+    # SQLite autoincrements only an INTEGER primary key; PostgreSQL gets a BIGINT.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("dedupe_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("category", sa.String(32), nullable=False),
+    sa.Column("event_type", sa.String(16), nullable=False),
+    sa.Column("resource_id", sa.String(64), nullable=False),
+    sa.Column("event_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("tenant_known", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.CheckConstraint(
+        "status IN ('pending', 'requested', 'done', 'ignored')",
+        name="ck_xero_webhook_events_status",
+    ),
+    sa.Index("ix_xero_webhook_events_status_id", "status", "id"),
+)

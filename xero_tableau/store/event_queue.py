@@ -1,0 +1,247 @@
+"""The durable queue of Xero webhook events (table ``xero_webhook_events``).
+
+The webhook receiver must answer Xero within 5 seconds, so it only *records* events here; a
+sensor reads them later (``pending`` after its cursor) and asks for runs. Xero delivers at least
+once and in no particular order, so every event gets a ``dedupe_key`` and a batch is inserted with
+"insert, ignore on conflict" in one transaction: a re-delivered batch, or a batch that overlaps an
+earlier one, inserts only what is new and the answer to Xero stays 200.
+
+Events of a tenant this installation does not know (not in ``xero_tenants``) and SUBSCRIPTION
+events (about the app, not an organisation) are stored with status "ignored": recorded, so an
+operator can see them, but never acted on.
+"""
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from xero_tableau.store.db import xero_webhook_events
+
+EventStatus = Literal["pending", "requested", "done", "ignored"]
+STATUSES: tuple[str, ...] = get_args(EventStatus)
+
+#: Categories a sync acts on; SUBSCRIPTION (app-level) is accepted and stored as ignored.
+ACTIONABLE_CATEGORIES = frozenset({"INVOICE", "CREDITNOTE", "CONTACT"})
+CATEGORIES = ACTIONABLE_CATEGORIES | {"SUBSCRIPTION"}
+#: Xero has no DELETE: a delete or void arrives as UPDATE.
+EVENT_TYPES = frozenset({"CREATE", "UPDATE"})
+
+# Rows per INSERT statement: keeps SQLite under its bound-variable limit for any batch size.
+_CHUNK = 500
+
+
+class EventShapeError(ValueError):
+    """A payload that is not what Xero sends; the receiver answers 400 and stores nothing."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One stored webhook event, as the sensor reads it."""
+
+    id: int
+    tenant_id: str
+    category: str
+    event_type: str
+    resource_id: str
+    event_time: datetime
+    received_at: datetime
+    tenant_known: bool
+    status: str
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    """A validated event from a payload, before it is stored."""
+
+    tenant_id: str
+    category: str
+    event_type: str
+    resource_id: str
+    event_time: datetime
+
+    @property
+    def dedupe_key(self) -> str:
+        """sha256 of tenant|category|type|resource|time: the identity of one Xero event, so a
+        re-delivery (same event, new payload, new entropy) maps to the same row."""
+        time_text = self.event_time.isoformat(timespec="microseconds")
+        raw = "|".join(
+            (self.tenant_id, self.category, self.event_type, self.resource_id, time_text)
+        )
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def parse_event_time(text: str) -> datetime:
+    """Xero's ``eventDateUtc`` is UTC without a ``Z`` ("2024-06-21T01:15:39.902"); an explicit
+    offset is honoured too. Always returns an aware UTC datetime."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _text(event: Mapping[str, Any], name: str, limit: int) -> str:
+    value = event.get(name)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise EventShapeError(f"event field {name!r} must be a non-empty string")
+    return value
+
+
+def parse_event(event: Any) -> ParsedEvent:
+    """Validate one event of a payload against Xero's shape; EventShapeError if it is not."""
+    if not isinstance(event, Mapping):
+        raise EventShapeError("each event must be a JSON object")
+    category = _text(event, "eventCategory", 32)
+    if category not in CATEGORIES:
+        raise EventShapeError(f"unknown eventCategory {category!r}")
+    event_type = _text(event, "eventType", 16)
+    if event_type not in EVENT_TYPES:
+        raise EventShapeError(f"unknown eventType {event_type!r}")
+    try:
+        event_time = parse_event_time(_text(event, "eventDateUtc", 40))
+    except ValueError as exc:
+        raise EventShapeError(f"bad eventDateUtc: {exc}") from None
+    return ParsedEvent(
+        tenant_id=_text(event, "tenantId", 36).lower(),
+        category=category,
+        event_type=event_type,
+        resource_id=_text(event, "resourceId", 64).lower(),
+        event_time=event_time,
+    )
+
+
+def parse_payload(payload: Any) -> list[ParsedEvent]:
+    """Validate a whole payload (``{"events": [...], ...}``); an empty list is intent to
+    receive. All or nothing: one bad event refuses the batch, so nothing half-stored."""
+    if not isinstance(payload, Mapping):
+        raise EventShapeError("the payload must be a JSON object")
+    events = payload.get("events")
+    if not isinstance(events, list):
+        raise EventShapeError("the payload must have an 'events' list")
+    return [parse_event(event) for event in events]
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+class EventQueue:
+    """Add, read and mark webhook events in the state DB (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _insert(self) -> Any:
+        """The dialect's INSERT that can ignore conflicts (both spell it ON CONFLICT DO NOTHING)."""
+        name = self.engine.dialect.name
+        if name == "sqlite":
+            return sqlite.insert(xero_webhook_events)
+        if name == "postgresql":
+            return postgresql.insert(xero_webhook_events)
+        raise NotImplementedError(f"the event queue supports SQLite and PostgreSQL, not {name}")
+
+    def add_batch(
+        self,
+        events: Sequence[Mapping[str, Any] | ParsedEvent],
+        received_at: datetime,
+        known_tenants: set[str],
+    ) -> tuple[int, int]:
+        """Store a delivered batch in one transaction; returns (inserted, duplicates).
+
+        Raw event dicts are validated (EventShapeError before anything is written). Duplicates
+        are events already stored or repeated within the batch."""
+        parsed = [e if isinstance(e, ParsedEvent) else parse_event(e) for e in events]
+        received_at = _aware(received_at).astimezone(UTC)
+        known = {tenant.lower() for tenant in known_tenants}
+        rows: dict[str, dict[str, Any]] = {}
+        for event in parsed:
+            key = event.dedupe_key
+            if key in rows:
+                continue
+            tenant_known = event.tenant_id in known
+            actionable = tenant_known and event.category in ACTIONABLE_CATEGORIES
+            rows[key] = {
+                "dedupe_key": key,
+                "tenant_id": event.tenant_id,
+                "category": event.category,
+                "event_type": event.event_type,
+                "resource_id": event.resource_id,
+                "event_time": event.event_time,
+                "received_at": received_at,
+                "tenant_known": tenant_known,
+                "status": "pending" if actionable else "ignored",
+                "run_id": None,
+            }
+        values = list(rows.values())
+        inserted = 0
+        if values:
+            with self.engine.begin() as conn:
+                for start in range(0, len(values), _CHUNK):
+                    chunk = values[start : start + _CHUNK]
+                    statement = (
+                        self._insert()
+                        .values(chunk)
+                        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+                    )
+                    inserted += conn.execute(statement).rowcount
+        return inserted, len(parsed) - inserted
+
+    def pending(self, after_id: int = 0, limit: int = 1000) -> list[Event]:
+        """Pending events with ``id > after_id``, oldest id first (the sensor's cursor)."""
+        table = xero_webhook_events
+        query = (
+            sa.select(table)
+            .where(table.c.status == "pending", table.c.id > after_id)
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            Event(
+                id=row["id"],
+                tenant_id=row["tenant_id"],
+                category=row["category"],
+                event_type=row["event_type"],
+                resource_id=row["resource_id"],
+                event_time=_aware(row["event_time"]),
+                received_at=_aware(row["received_at"]),
+                tenant_known=bool(row["tenant_known"]),
+                status=row["status"],
+                run_id=row["run_id"],
+            )
+            for row in rows
+        ]
+
+    def mark(self, ids: Iterable[int], status: EventStatus, run_id: str | None = None) -> int:
+        """Set the status (and the run that handles them) of events; returns rows changed."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        id_list = list(ids)
+        if not id_list:
+            return 0
+        table = xero_webhook_events
+        changed = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(id_list), _CHUNK):
+                chunk = id_list[start : start + _CHUNK]
+                result = conn.execute(
+                    table.update().where(table.c.id.in_(chunk)).values(status=status, run_id=run_id)
+                )
+                changed += result.rowcount
+        return changed
+
+    def counts(self) -> dict[str, int]:
+        """Rows per status (every status present, zero when none), for logs and ``doctor``."""
+        table = xero_webhook_events
+        query = sa.select(table.c.status, sa.func.count()).group_by(table.c.status)
+        with self.engine.connect() as conn:
+            found = {status: int(count) for status, count in conn.execute(query).all()}
+        return {status: found.get(status, 0) for status in STATUSES}
