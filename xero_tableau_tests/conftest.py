@@ -38,6 +38,7 @@ from xero_tableau.sandbox.tableau_app import (
     start_tableau_sandbox,
 )
 from xero_tableau.sandbox.xero_app import XeroSandboxConfig
+from xero_tableau.store import db
 from xero_tableau_tests.postgres import server_binaries, temporary_postgres
 
 API = "/api.xro/2.0"
@@ -274,3 +275,19 @@ def start(tmp_path: Path) -> Iterator[StartTableau]:
     yield _start
     for sandbox in running:
         sandbox.stop()
+
+
+def fresh_state_db(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, *tables: str
+) -> str:
+    """A state DB URL for one test: a new SQLite file, or the session's PostgreSQL with
+    ``tables`` emptied (the production backend; see ``postgres_url``)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    url = request.getfixturevalue("postgres_url")
+    engine = db.connect(url)
+    with engine.begin() as conn:
+        for name in tables:
+            conn.execute(db.metadata.tables[name].delete())
+    engine.dispose()
+    return url

@@ -21,6 +21,7 @@ from xero_tableau.tableau.publish import (
     PublishLedger,
     PublishOutcome,
 )
+from xero_tableau_tests.conftest import fresh_state_db
 
 TENANT = "8c5d4f0e-6f47-4c8e-9a43-1d2b3c4d5e6f"
 OTHER = "1f0e2d3c-4b5a-4697-8877-665544332211"
@@ -30,14 +31,7 @@ T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh state DB: a temporary SQLite file, or the test PostgreSQL with the table emptied."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    url = request.getfixturevalue("postgres_url")
-    engine = connect(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {tableau_publish_batches.name}"))
-    engine.dispose()
-    return url
+    return fresh_state_db(request, tmp_path, request.param, tableau_publish_batches.name)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from xero_tableau.store.db import connect, xero_webhook_events
 from xero_tableau.store.event_queue import EventQueue, EventShapeError, parse_event_time
 from xero_tableau.store.tenants import record_connections
 from xero_tableau.webhooks.receiver import WEBHOOK_PATH, build_receiver
+from xero_tableau_tests.conftest import fresh_state_db
 
 KEY = DEMO_WEBHOOK_KEY
 TENANT = "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f"
@@ -278,13 +279,8 @@ def test_receiver_package_never_imports_dagster() -> None:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def queue_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
+    url = fresh_state_db(request, tmp_path, request.param, xero_webhook_events.name)
     engine = connect(url)
-    with engine.begin() as conn:
-        conn.execute(xero_webhook_events.delete())
     yield engine
     engine.dispose()
 

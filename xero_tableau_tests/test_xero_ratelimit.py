@@ -41,7 +41,7 @@ from xero_tableau.xero.ratelimit import (
     RateLimitTimeout,
     SharedRateLimiter,
 )
-from xero_tableau_tests.conftest import SandboxFactory
+from xero_tableau_tests.conftest import SandboxFactory, fresh_state_db
 
 FAST = 1 / 60  # a minute lasts one second
 TENANT = "8c5d4f0e-6f47-4c8e-9a43-1d2b3c4d5e6f"
@@ -72,14 +72,7 @@ BACKENDS = ["sqlite", "postgresql"]
 @pytest.fixture(params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh state DB: a temporary SQLite file, or the test PostgreSQL database emptied."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    url = request.getfixturevalue("postgres_url")
-    engine = connect(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {', '.join(RATE_TABLES)}"))
-    engine.dispose()
-    return url
+    return fresh_state_db(request, tmp_path, request.param, *RATE_TABLES)
 
 
 @pytest.fixture
