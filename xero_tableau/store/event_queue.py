@@ -145,7 +145,7 @@ class EventQueue:
             return sqlite.insert(xero_webhook_events)
         if name == "postgresql":
             return postgresql.insert(xero_webhook_events)
-        raise NotImplementedError(f"the event queue supports SQLite and PostgreSQL, not {name}")
+        raise ValueError(f"XT_DATABASE_URL: the state DB must be SQLite or PostgreSQL, not {name}")
 
     def add_batch(
         self,
