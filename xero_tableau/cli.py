@@ -3,6 +3,7 @@
 - ``sandbox``         serve the emulated Xero on loopback and print its URLs and demo credentials
 - ``connect``         OAuth2 consent (or a custom connection), store tokens, register tenants
 - ``doctor``          ping Xero and Tableau: tokens, tenants, headroom, sign-in, publish rights
+- ``webhooks serve``  receive Xero's webhooks into the event queue
 - ``sync``            one full sync of every tenant through Dagster (cron users, CI)
 - ``demo``            everything on the built-in sandbox, end to end
 - ``dev``             the sandbox plus ``dagster dev`` on it
@@ -259,6 +260,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_webhooks_serve(args: argparse.Namespace) -> int:
+    """Receive Xero's webhooks into the state DB's event queue (Xero needs TLS on 443 in front)."""
+    from xero_tableau.webhooks.receiver import serve
+
+    serve(args.host, args.port, Settings.from_env())
+    return 0
+
+
 def cmd_doctor(_args: argparse.Namespace) -> int:
     """Ping Xero and Tableau as configured; say what is wrong and how to fix it."""
     from xero_tableau.doctor import exit_code, format_report, run_doctor
@@ -367,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     _sandbox_options(p)
     p.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     p.set_defaults(func=cmd_dev)
+    p = sub.add_parser("webhooks", help="the Xero webhook receiver")
+    webhooks = p.add_subparsers(dest="webhooks_command", required=True)
+    p = webhooks.add_parser("serve", help="serve POST /webhooks/xero and /healthz")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8766, help="port (default 8766)")
+    p.set_defaults(func=cmd_webhooks_serve)
     p = sub.add_parser("doctor", help="check the Xero and Tableau connections and rights")
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("sync", help="one full sync of every tenant through Dagster")
