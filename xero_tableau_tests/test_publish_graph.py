@@ -24,11 +24,12 @@ from xero_tableau.sandbox.tableau_app import (
 )
 from xero_tableau.settings import Settings
 from xero_tableau.store import lake
-from xero_tableau.sync import EXTRACTS_KEY, QUIET_RUN_CONFIG, RAW_KEYS, sync_all
+from xero_tableau.sync import EXTRACTS_KEY, RAW_KEYS, sync_all
 from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau.tableau.tenant_publish import route_for
 from xero_tableau_tests.xero_harness import (
     connected_settings,
+    materialize,
     sandbox_with_callback,
     settings_env,
 )
@@ -83,27 +84,17 @@ def _same(published, local) -> None:
 
 
 def _resync(world: tuple, tenant: str) -> dg.ExecuteInProcessResult:
+    """Re-read yesterday and today of ``tenant``; rebuild, extract and publish its tables."""
     sandbox, _tableau, instance, definitions, _ = world
     today = sandbox.sandbox.clock.now().date()
-    assets = [a for a in definitions.assets if isinstance(a, dg.AssetsDefinition)]
-    common = {
-        "instance": instance,
-        "resources": dict(definitions.resources or {}),
-        "run_config": QUIET_RUN_CONFIG,
-        "raise_on_error": False,
-    }
-    raw = dg.materialize(
-        assets,
-        selection=dg.AssetSelection.assets(*RAW_KEYS),
-        tags=day_range_tags(tenant, today - timedelta(days=1), today),
-        **common,
-    )
-    assert raw.success
-    return dg.materialize(
-        assets,
-        selection=dg.AssetSelection.assets(*TABLE_KEYS.values(), EXTRACTS_KEY),
+    tags = day_range_tags(tenant, today - timedelta(days=1), today)
+    assert materialize(definitions, instance, RAW_KEYS, tags=tags).success
+    return materialize(
+        definitions,
+        instance,
+        [*TABLE_KEYS.values(), EXTRACTS_KEY],
         partition_key=tenant,
-        **common,
+        raise_on_error=False,
     )
 
 

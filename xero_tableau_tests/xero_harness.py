@@ -5,8 +5,11 @@
 """
 
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import dagster as dg
 
 from xero_tableau.cli import connect, sandbox_env
 from xero_tableau.sandbox.generator import GeneratorConfig
@@ -14,6 +17,7 @@ from xero_tableau.sandbox.server import RunningXeroSandbox, start_xero_sandbox
 from xero_tableau.sandbox.xero_app import XeroSandbox, XeroSandboxConfig
 from xero_tableau.settings import Settings
 from xero_tableau.store.tenants import KnownTenant
+from xero_tableau.sync import QUIET_RUN_CONFIG
 
 
 def free_port() -> int:
@@ -78,3 +82,26 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "XERO_LOGIN_BASE": settings.xero_login_base,
         "XERO_REDIRECT_URI": settings.xero_redirect_uri,
     }
+
+
+def materialize(
+    definitions: dg.Definitions,
+    instance: dg.DagsterInstance,
+    keys: Sequence[dg.AssetKey],
+    *,
+    raise_on_error: bool = True,
+    partition_key: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """A real run of ``keys`` of the project's definitions on ``instance``, quietly logged."""
+    assets = [a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    return dg.materialize(
+        assets,
+        selection=dg.AssetSelection.assets(*keys),
+        instance=instance,
+        resources=dict(definitions.resources or {}),
+        run_config=QUIET_RUN_CONFIG,
+        raise_on_error=raise_on_error,
+        partition_key=partition_key,
+        tags=tags,
+    )

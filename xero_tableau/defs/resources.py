@@ -3,7 +3,6 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -43,9 +42,6 @@ class XeroResource(dg.ConfigurableResource):
         """A rate-limited client whose access token is refreshed from the state DB as needed."""
         with open_xero(self.settings()) as xero:
             yield xero
-
-    def lake_dir(self) -> Path:
-        return self.settings().lake_dir
 
 
 @dg.definitions

@@ -13,7 +13,6 @@
 """
 
 import logging
-import math
 import random
 import re
 import time
@@ -359,10 +358,6 @@ class XeroClient:
             body = self.get(endpoint, tenant_id, {"IDs": ",".join(batch), "page": 1})
             found.extend(body.get(endpoint, []))
         return found
-
-    @staticmethod
-    def calls_for_ids(count: int) -> int:
-        return math.ceil(count / MAX_IDS_PER_CALL)
 
 
 def _retry_after(response: httpx.Response) -> float:
