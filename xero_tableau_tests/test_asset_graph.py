@@ -21,10 +21,11 @@ from xero_tableau.sandbox.dataset import TenantData
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store import raw_lake
-from xero_tableau.sync import EXTRACTS_KEY, QUIET_RUN_CONFIG, RAW_KEYS, sync_all
+from xero_tableau.sync import EXTRACTS_KEY, RAW_KEYS, sync_all
 from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau_tests.xero_harness import (
     connected_settings,
+    materialize,
     sandbox_with_callback,
     settings_env,
 )
@@ -143,23 +144,9 @@ def _hyper_snapshot(settings: Settings, tenant: str) -> dict[str, list[str]]:
 def _resync(world: tuple, tenant: str, first: date, last: date) -> None:
     """Re-read days ``first..last`` of ``tenant``, then rebuild its tables and extracts."""
     _sandbox, _settings, instance, definitions, _summaries = world
-    assets = [a for a in definitions.assets if isinstance(a, dg.AssetsDefinition)]
-    common = {
-        "instance": instance,
-        "resources": dict(definitions.resources or {}),
-        "run_config": QUIET_RUN_CONFIG,
-    }
-    raw = dg.materialize(
-        assets,
-        selection=dg.AssetSelection.assets(*RAW_KEYS),
-        tags=day_range_tags(tenant, first, last),
-        **common,
-    )
-    tables = dg.materialize(
-        assets,
-        selection=dg.AssetSelection.assets(*TABLE_KEYS.values(), EXTRACTS_KEY),
-        partition_key=tenant,
-        **common,
+    raw = materialize(definitions, instance, RAW_KEYS, tags=day_range_tags(tenant, first, last))
+    tables = materialize(
+        definitions, instance, [*TABLE_KEYS.values(), EXTRACTS_KEY], partition_key=tenant
     )
     assert raw.success and tables.success
 
@@ -262,16 +249,9 @@ def test_tables_and_extracts_follow_a_raw_partition_by_automation(world: tuple) 
         defs=definitions, instance=instance, asset_selection=selection
     )
     today = sandbox.sandbox.clock.now().date()
-    assets = [a for a in definitions.assets if isinstance(a, dg.AssetsDefinition)]
-    result = dg.materialize(
-        assets,
-        selection=dg.AssetSelection.assets(dg.AssetKey(["xero", "raw", "payments"])),
-        tags=day_range_tags(tenant_id, today, today),
-        instance=instance,
-        resources=dict(definitions.resources or {}),
-        run_config=QUIET_RUN_CONFIG,
-    )
-    assert result.success
+    payments = dg.AssetKey(["xero", "raw", "payments"])
+    tags = day_range_tags(tenant_id, today, today)
+    assert materialize(definitions, instance, [payments], tags=tags).success
     second = dg.evaluate_automation_conditions(
         defs=definitions, instance=instance, asset_selection=selection, cursor=first.cursor
     )
@@ -280,6 +260,7 @@ def test_tables_and_extracts_follow_a_raw_partition_by_automation(world: tuple) 
         for key in [*TABLE_KEYS.values(), EXTRACTS_KEY]
         for partition in second.get_requested_partitions(key)
     }
+    assert (TABLE_KEYS["fct_payments"], tenant_id) in requested
     assert all(partition == tenant_id for _key, partition in requested)
 
 
@@ -291,15 +272,9 @@ def test_optional_entities_can_be_switched_off(
     today = sandbox.sandbox.clock.now().date()
     monkeypatch.setenv("XT_DISABLED_ENTITIES", "credit_notes,purchase_orders")
     before = sandbox.sandbox.total_calls()
-    assets = [a for a in definitions.assets if isinstance(a, dg.AssetsDefinition)]
-    result = dg.materialize(
-        assets,
-        selection=dg.AssetSelection.assets(dg.AssetKey(["xero", "raw", "credit_notes"])),
-        tags=day_range_tags(tenant_id, today, today),
-        instance=instance,
-        resources=dict(definitions.resources or {}),
-        run_config=QUIET_RUN_CONFIG,
-    )
+    credit_notes = dg.AssetKey(["xero", "raw", "credit_notes"])
+    tags = day_range_tags(tenant_id, today, today)
+    result = materialize(definitions, instance, [credit_notes], tags=tags)
     assert result.success
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["disabled"].value is True

@@ -28,6 +28,10 @@ RAW_DEPS = [
 ]
 REFERENCE_DEPS = [dg.AssetKey(["xero", "raw", name]) for name, _p in REFERENCE_ENTITIES.values()]
 PREVIEW_ROWS = 5
+# Eager, except that missing upstream partitions do not block the rebuild: a tenant's raw day
+# partitions from before its organisation existed, or of a switched-off entity, are never
+# materialized, and plain eager() would wait for them forever.
+FOLLOW_RAW = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
 
 
 def _check_specs() -> list[dg.AssetCheckSpec]:
@@ -90,7 +94,7 @@ def _result(key: dg.AssetKey, name: str, outcome: checks.CheckOutcome) -> dg.Ass
             kinds={"parquet"},
             partitions_def=xero_tenants,
             deps=[*RAW_DEPS, *REFERENCE_DEPS],
-            automation_condition=dg.AutomationCondition.eager(),
+            automation_condition=FOLLOW_RAW,
             description=TABLES[name].description,
         )
         for name, key in TABLE_KEYS.items()
