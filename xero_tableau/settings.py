@@ -44,6 +44,7 @@ class Settings:
     tableau_project: str
     tableau_publish_mode: str
     disabled_entities: frozenset[str] = frozenset()
+    webhook_retry_seconds: int = 30
 
     @property
     def lake_dir(self) -> Path:
@@ -133,4 +134,5 @@ class Settings:
             tableau_project=get("TABLEAU_PROJECT", "Xero") or "Xero",
             tableau_publish_mode=publish_mode,
             disabled_entities=disabled,
+            webhook_retry_seconds=integer("XT_WEBHOOK_RETRY_SECONDS", 30, 0, 86_400),
         )

@@ -11,7 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -304,13 +304,32 @@ def test_queue_dedupes_reads_and_marks(queue_engine: Engine) -> None:
     rest = queue.pending(after_id=page[-1].id, limit=100)
     assert len(rest) == 6
 
-    assert queue.mark([e.id for e in page], "requested", run_id="run-1") == 4
+    assert queue.request([e.id for e in page], "run-key-1", now) == 4
+    assert queue.request([page[0].id], "run-key-2", now) == 0  # no longer pending
     assert queue.counts()["requested"] == 4
     assert len(queue.pending()) == 6
-    assert queue.mark([page[0].id], "done", run_id="run-1") == 1
-    assert queue.mark([], "done") == 0
-    with pytest.raises(ValueError):
-        queue.mark([1], "bogus")  # type: ignore[arg-type]
+    (flight,) = queue.in_flight()
+    assert (flight.run_key, flight.tenant_id, flight.category) == ("run-key-1", TENANT, "INVOICE")
+    assert flight.event_ids == tuple(e.id for e in page)
+    assert flight.first_event_time == page[0].event_time
+    assert flight.last_event_time == page[-1].event_time
+
+    # A failed run: its events are pending again, one attempt more, after the backoff.
+    later = now + timedelta(seconds=60)
+    assert queue.failed("run-key-1", "run-a", later) == 4
+    assert queue.in_flight() == []
+    cursor = page[-1].id  # the sensor took in these four, not the rest
+    assert queue.returned(up_to_id=cursor, now=now) == []  # still backing off
+    back = queue.returned(up_to_id=cursor, now=later)
+    assert [e.id for e in back] == [e.id for e in page]
+    assert {(e.attempts, e.run_id) for e in back} == {(1, "run-a")}
+
+    # Asked for again and succeeded: done, with the run that did it.
+    assert queue.request([e.id for e in back], "run-key-1b", later) == 4
+    assert queue.succeeded("run-key-1b", "run-b", later) == 4
+    assert {(e.status, e.run_id) for e in queue.of_run("run-key-1b")} == {("done", "run-b")}
+    assert queue.counts() == {"pending": 6, "requested": 0, "done": 4, "ignored": 2}
+    assert [e.id for e in queue.history(page[0].resource_id.upper())] == [page[0].id]
 
 
 def test_queue_refuses_a_malformed_event_before_writing(queue_engine: Engine) -> None:

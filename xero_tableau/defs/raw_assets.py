@@ -4,18 +4,25 @@ Partition (T, D) holds every record of tenant T whose current UpdatedDateUTC fal
 parquet plus the raw JSON, replaced atomically: re-materializing is a pure function of Xero's
 current state for that window. A range (a backfill, the poll, the sweep) runs as one run and reads
 the range with one paged If-Modified-Since query per entity and tenant.
-"""
 
-from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+A run asked for by the webhook sensor (tag ``xero/webhook_batch``) knows which records changed:
+it reads them by id when that costs fewer calls than the window (``webhooks.planner``), merging
+each into its day; the reading itself lives in ``xero_tableau.raw_sync``.
+"""
 
 import dagster as dg
 
 from xero_tableau.defs.partitions import days_by_tenant, tenant_days
 from xero_tableau.defs.resources import XeroResource
+from xero_tableau.raw_sync import (
+    ReadTotals,
+    read_ids_into_lake,
+    read_window_into_lake,
+    window_estimate,
+)
 from xero_tableau.store import raw_lake
-from xero_tableau.transform.raw import flatten
-from xero_tableau.xero.client import updated_ms
+from xero_tableau.store.event_queue import EventQueue
+from xero_tableau.webhooks.planner import choose_read
 
 # endpoint -> asset name; the order is the order the sync reads them in.
 RAW_ENTITIES = {
@@ -28,15 +35,16 @@ RAW_ENTITIES = {
     "PurchaseOrders": "purchase_orders",
 }
 WEBHOOK_ENTITIES = ("Invoices", "CreditNotes", "Contacts")  # the rest must be polled
-_EXTRA_PARAMS = {"Contacts": {"includeArchived": "true"}}  # archived contacts are soft deletes
+#: Run tag naming the webhook batch (the sensor's run key) a run reads for.
+WEBHOOK_BATCH_TAG = "xero/webhook_batch"
 PREVIEW_ROWS = 5
 # After a run that rewrote more day partitions than this (a backfill, the sweep), refresh the
 # entity's compacted copy so normalize reads one file instead of every day folder.
 COMPACT_AFTER = 8
 
 
-def _day_start(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+def raw_asset_key(endpoint: str) -> dg.AssetKey:
+    return dg.AssetKey(["xero", "raw", RAW_ENTITIES[endpoint]])
 
 
 def build_raw_asset(endpoint: str, name: str) -> dg.AssetsDefinition:
@@ -57,57 +65,81 @@ def build_raw_asset(endpoint: str, name: str) -> dg.AssetsDefinition:
             context.log.info(f"{endpoint} is switched off (XT_DISABLED_ENTITIES): nothing read")
             return dg.MaterializeResult(metadata={"disabled": True, "dagster/row_count": 0})
         lake = settings.lake_dir
-        totals = {"records": 0, "lines": 0, "rejected": 0, "partitions": 0, "emptied": 0}
+        totals = ReadTotals()
         windows: list[str] = []
-        preview: list[dict] = []
+        modes: list[str] = []
+        batch_key = context.run.tags.get(WEBHOOK_BATCH_TAG)
+        tenants = days_by_tenant(context.partition_keys)
         with xero.connection() as conn:
-            for tenant_id, days in days_by_tenant(context.partition_keys).items():
-                start, end = _day_start(days[0]), _day_start(days[-1]) + timedelta(days=1)
-                windows.append(f"{tenant_id}: {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
-                context.log.info(f"{endpoint} for {tenant_id}: {len(days)} day(s) from {start:%F}")
-                fetched_at = datetime.now(UTC)
-                by_day: dict[date, list[dict]] = defaultdict(list)
-                params = _EXTRA_PARAMS.get(endpoint, {})
-                for page in conn.client.read_window(endpoint, tenant_id, start, end, **params):
-                    for record in page:
-                        day = datetime.fromtimestamp(updated_ms(record) / 1000, UTC).date()
-                        by_day[day].append(record)
-                    context.log.debug(f"{sum(map(len, by_day.values()))} {endpoint} read so far")
-                for day in days:
-                    records = by_day.get(day, [])
-                    batch = flatten(endpoint, records, fetched_at)
-                    raw_lake.write_day_partition(lake, tenant_id, endpoint, day, batch, records)
-                    totals["partitions"] += 1
-                    totals["emptied"] += not records
-                    totals["records"] += batch.documents.num_rows
-                    totals["lines"] += batch.lines.num_rows if batch.lines is not None else 0
-                    totals["rejected"] += len(batch.rejected)
-                    for bad in batch.rejected:
-                        context.log.warning(
-                            f"quarantined {endpoint} {bad.record_id} ({day}): {bad.reason}"
-                        )
-                    if len(preview) < PREVIEW_ROWS and batch.documents.num_rows:
-                        preview.extend(batch.documents.slice(0, PREVIEW_ROWS).to_pylist())
-            if totals["partitions"] > COMPACT_AFTER:
-                for tenant_id in days_by_tenant(context.partition_keys):
+            changed_ids: list[str] = []
+            if batch_key:
+                covered = EventQueue(conn.engine).of_run(batch_key)
+                changed_ids = sorted({e.resource_id for e in covered})
+                context.log.info(
+                    f"webhook batch {batch_key}: {len(covered)} event(s), "
+                    f"{len(changed_ids)} {endpoint} changed"
+                )
+            for tenant_id, days in tenants.items():
+                windows.append(f"{tenant_id}: {days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}")
+                mode = "window"
+                if batch_key:
+                    estimate = window_estimate(lake, tenant_id, endpoint, days, len(changed_ids))
+                    plan = choose_read(
+                        endpoint, len(changed_ids), estimate, settings.xero_page_size
+                    )
+                    mode = plan.mode
+                    context.log.info(
+                        f"{endpoint} for {tenant_id}: by {plan.mode} (window ~{plan.window_calls}"
+                        f" call(s), ids {plan.ids_calls if plan.ids_calls is not None else '-'})"
+                    )
+                modes.append(mode)
+                if mode == "ids":
+                    written = read_ids_into_lake(
+                        conn.client,
+                        lake,
+                        tenant_id,
+                        endpoint,
+                        changed_ids,
+                        totals=totals,
+                        warn=context.log.warning,
+                    )
+                    context.log.info(f"merged into {', '.join(map(str, written)) or 'no day'}")
+                else:
+                    context.log.info(
+                        f"{endpoint} for {tenant_id}: {len(days)} day(s) from {days[0]}"
+                    )
+                    read_window_into_lake(
+                        conn.client,
+                        lake,
+                        tenant_id,
+                        endpoint,
+                        days,
+                        totals=totals,
+                        log=context.log.debug,
+                        warn=context.log.warning,
+                    )
+            if totals.partitions > COMPACT_AFTER:
+                for tenant_id in tenants:
                     raw_lake.compact_entity(lake, tenant_id, endpoint)
             stats = conn.client.stats
-            usage = {tid: conn.limiter.usage(tid) for tid in days_by_tenant(context.partition_keys)}
+            usage = {tid: conn.limiter.usage(tid) for tid in tenants}
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": totals["records"],
-                "documents": totals["records"],
-                "lines": totals["lines"],
-                "quarantined": totals["rejected"],
-                "partitions_written": totals["partitions"],
-                "partitions_empty": totals["emptied"],
+                "dagster/row_count": totals.records,
+                "documents": totals.records,
+                "lines": totals.lines,
+                "quarantined": totals.rejected,
+                "partitions_written": totals.partitions,
+                "partitions_empty": totals.emptied,
                 "window": "\n".join(windows),
+                "read_mode": ", ".join(sorted(set(modes))) or "window",
+                "webhook_batch": batch_key or "",
                 "xero/calls": stats.calls,
                 "xero/http_429": stats.http_429,
                 "xero/day_budget_left": dg.MetadataValue.json(
                     {tid: u.get("day_remaining") for tid, u in usage.items()}
                 ),
-                "preview": dg.MetadataValue.md(_preview_markdown(preview[:PREVIEW_ROWS])),
+                "preview": dg.MetadataValue.md(_preview_markdown(totals.preview[:PREVIEW_ROWS])),
             }
         )
 

@@ -20,7 +20,7 @@ Routes (JSON in, JSON out; loopback only, no auth):
 """
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +96,12 @@ class SandboxWriter:
         if category == "CREDITNOTE":
             data = {"Type": str(record.get("Type")), "Status": str(record.get("Status"))}
         record_id = str(record[ENTITIES[endpoint].id_field])
-        self.sandbox.webhooks.emit(tenant.tenant_id, category, event_type, record_id, data=data)
+        # Xero stamps the event with the moment of the change: the record's new UpdatedDateUTC.
+        updated = record.get("UpdatedDateUTC")
+        at = datetime.fromtimestamp(parse_ms_date(updated) / 1000, UTC) if updated else None
+        self.sandbox.webhooks.emit(
+            tenant.tenant_id, category, event_type, record_id, data=data, at=at
+        )
 
     def _save(self, tenant: TenantData, endpoint: str, record: dict, event_type: str) -> dict:
         self._stamp(tenant, endpoint, record)

@@ -253,8 +253,11 @@ class WebhookSender:
         resource_id: str,
         data: dict[str, str] | None = None,
         tenant_type: str = "ORGANISATION",
+        at: datetime | None = None,
     ) -> None:
         """Queue one event for every OK subscription. It goes out in the next delivery round.
+
+        ``at`` is the moment of the change (``eventDateUtc``); the sandbox clock's now if unset.
 
         Raises ValueError for anything Xero never sends, so a sandbox bug fails loudly instead
         of teaching the client to expect events Xero does not have.
@@ -284,7 +287,7 @@ class WebhookSender:
                 f"{self.resource_base}/api.xro/2.0/{CATEGORY_ENDPOINTS[category]}/{resource_id}"
             ),
             "resourceId": resource_id,
-            "eventDateUtc": xero_event_time(self.clock.now()),
+            "eventDateUtc": xero_event_time(at or self.clock.now()),
             "eventType": event_type,
             "eventCategory": category,
             "tenantId": tenant_id,

@@ -153,6 +153,9 @@ tableau_publish_batches = sa.Table(
 # type, resource and event time) is unique and a re-delivery inserts nothing. ``id`` only grows:
 # the sensor that turns events into runs keeps it as its cursor. Events of a tenant not in
 # ``xero_tenants`` are kept (``tenant_known`` false, status "ignored") so they can be explained.
+# Life of an event: "pending" -> "requested" (``run_key`` names the Dagster run asked for it,
+# ``requested_at`` when) -> "done" once that run succeeded (``run_id``, ``done_at``); a failed run
+# puts it back to "pending" with ``attempts`` + 1 and ``not_before`` (the retry backoff).
 xero_webhook_events = sa.Table(
     "xero_webhook_events",
     metadata,
@@ -168,9 +171,16 @@ xero_webhook_events = sa.Table(
     sa.Column("tenant_known", sa.Boolean, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("run_key", sa.String(128), nullable=True),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint(
         "status IN ('pending', 'requested', 'done', 'ignored')",
         name="ck_xero_webhook_events_status",
     ),
     sa.Index("ix_xero_webhook_events_status_id", "status", "id"),
+    sa.Index("ix_xero_webhook_events_run_key", "run_key"),
+    sa.Index("ix_xero_webhook_events_resource", "resource_id"),
 )

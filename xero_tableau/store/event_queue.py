@@ -54,6 +54,21 @@ class Event:
     tenant_known: bool
     status: str
     run_id: str | None
+    run_key: str | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """Events handed to one requested run (one ``run_key``), as the sensor reconciles them."""
+
+    run_key: str
+    tenant_id: str
+    category: str
+    event_ids: tuple[int, ...]
+    first_event_time: datetime
+    last_event_time: datetime
+    requested_at: datetime
 
 
 @dataclass(frozen=True)
@@ -178,6 +193,7 @@ class EventQueue:
                 "tenant_known": tenant_known,
                 "status": "pending" if actionable else "ignored",
                 "run_id": None,
+                "attempts": 0,
             }
         values = list(rows.values())
         inserted = 0
@@ -193,15 +209,7 @@ class EventQueue:
                     inserted += conn.execute(statement).rowcount
         return inserted, len(parsed) - inserted
 
-    def pending(self, after_id: int = 0, limit: int = 1000) -> list[Event]:
-        """Pending events with ``id > after_id``, oldest id first (the sensor's cursor)."""
-        table = xero_webhook_events
-        query = (
-            sa.select(table)
-            .where(table.c.status == "pending", table.c.id > after_id)
-            .order_by(table.c.id)
-            .limit(limit)
-        )
+    def _events(self, query: Any) -> list[Event]:
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return [
@@ -216,27 +224,136 @@ class EventQueue:
                 tenant_known=bool(row["tenant_known"]),
                 status=row["status"],
                 run_id=row["run_id"],
+                run_key=row["run_key"],
+                attempts=int(row["attempts"] or 0),
             )
             for row in rows
         ]
 
-    def mark(self, ids: Iterable[int], status: EventStatus, run_id: str | None = None) -> int:
-        """Set the status (and the run that handles them) of events; returns rows changed."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+    def pending(self, after_id: int = 0, limit: int = 1000) -> list[Event]:
+        """Pending events with ``id > after_id``, oldest id first (the sensor's cursor)."""
+        table = xero_webhook_events
+        query = (
+            sa.select(table)
+            .where(table.c.status == "pending", table.c.id > after_id)
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        return self._events(query)
+
+    def returned(self, up_to_id: int, now: datetime, limit: int = 1000) -> list[Event]:
+        """Pending events at or below the cursor whose backoff is over: events of a failed run,
+        or events the sensor held back while their tenant and entity had a run in flight."""
+        table = xero_webhook_events
+        query = (
+            sa.select(table)
+            .where(
+                table.c.status == "pending",
+                table.c.id <= up_to_id,
+                sa.or_(table.c.not_before.is_(None), table.c.not_before <= now),
+            )
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        return self._events(query)
+
+    def of_run(self, run_key: str) -> list[Event]:
+        """The events handed to the run ``run_key`` (what that run covers)."""
+        table = xero_webhook_events
+        return self._events(sa.select(table).where(table.c.run_key == run_key).order_by(table.c.id))
+
+    def request(self, ids: Iterable[int], run_key: str, now: datetime) -> int:
+        """Hand pending events to the run ``run_key``; returns how many were still pending."""
+        return self._update(
+            ids,
+            xero_webhook_events.c.status == "pending",
+            status="requested",
+            run_key=run_key,
+            requested_at=now,
+            run_id=None,
+        )
+
+    def in_flight(self) -> list[InFlight]:
+        """Every run asked for and not yet settled, with the events it covers."""
+        table = xero_webhook_events
+        query = (
+            sa.select(
+                table.c.id,
+                table.c.run_key,
+                table.c.tenant_id,
+                table.c.category,
+                table.c.event_time,
+                table.c.requested_at,
+            )
+            .where(table.c.status == "requested")
+            .order_by(table.c.id)
+        )
+        groups: dict[str, list[Any]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                groups.setdefault(row.run_key, []).append(row)
+        return [
+            InFlight(
+                run_key=key,
+                tenant_id=rows[0].tenant_id,
+                category=rows[0].category,
+                event_ids=tuple(r.id for r in rows),
+                first_event_time=min(_aware(r.event_time) for r in rows),
+                last_event_time=max(_aware(r.event_time) for r in rows),
+                requested_at=min(_aware(r.requested_at) for r in rows),
+            )
+            for key, rows in groups.items()
+        ]
+
+    def succeeded(self, run_key: str, run_id: str, now: datetime) -> int:
+        """The run ``run_key`` succeeded: its events are done."""
+        table = xero_webhook_events
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                table.update()
+                .where(table.c.run_key == run_key, table.c.status == "requested")
+                .values(status="done", run_id=run_id, done_at=now)
+            )
+        return result.rowcount
+
+    def failed(self, run_key: str, run_id: str | None, not_before: datetime) -> int:
+        """The run ``run_key`` failed (or was cancelled): its events are pending again, one
+        attempt more, and wait until ``not_before`` (the backoff) before the next run."""
+        table = xero_webhook_events
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                table.update()
+                .where(table.c.run_key == run_key, table.c.status == "requested")
+                .values(
+                    status="pending",
+                    run_id=run_id,
+                    attempts=table.c.attempts + 1,
+                    not_before=not_before,
+                )
+            )
+        return result.rowcount
+
+    def _update(self, ids: Iterable[int], condition: Any, **values: Any) -> int:
         id_list = list(ids)
-        if not id_list:
-            return 0
         table = xero_webhook_events
         changed = 0
         with self.engine.begin() as conn:
             for start in range(0, len(id_list), _CHUNK):
                 chunk = id_list[start : start + _CHUNK]
                 result = conn.execute(
-                    table.update().where(table.c.id.in_(chunk)).values(status=status, run_id=run_id)
+                    table.update().where(table.c.id.in_(chunk), condition).values(**values)
                 )
                 changed += result.rowcount
         return changed
+
+    def history(self, resource_id: str) -> list[Event]:
+        """Every event received for one Xero record (any tenant), oldest first: the webhook side
+        of the audit trail."""
+        table = xero_webhook_events
+        query = (
+            sa.select(table).where(table.c.resource_id == resource_id.lower()).order_by(table.c.id)
+        )
+        return self._events(query)
 
     def counts(self) -> dict[str, int]:
         """Rows per status (every status present, zero when none), for logs and ``doctor``."""

@@ -74,11 +74,13 @@ __all__ = [
     "REFERENCE_ENTITIES",
     "Columns",
     "compact_entity",
+    "day_document_count",
     "entity_dir",
     "entity_snake",
     "partition_days",
     "partition_dir",
     "quarantined",
+    "read_day_records",
     "read_entity",
     "read_reference",
     "reference_path",
@@ -305,6 +307,24 @@ def write_day_partition(
     except BaseException:
         shutil.rmtree(built, ignore_errors=True)
         raise
+
+
+def read_day_records(lake: Path, tenant_id: str, entity: str, day: date) -> list[dict[str, Any]]:
+    """The raw JSON records of one partition as they were written (none when the day has none)."""
+    try:
+        data = (partition_dir(lake, tenant_id, entity, day) / RECORDS_FILE).read_bytes()
+    except FileNotFoundError:
+        return []
+    return _loads(gzip.decompress(data))
+
+
+def day_document_count(lake: Path, tenant_id: str, entity: str, day: date) -> int:
+    """Documents in one partition, from the parquet footer (no data read); 0 when absent."""
+    try:
+        path = partition_dir(lake, tenant_id, entity, day) / DOCUMENTS_FILE
+        return pq.read_metadata(path).num_rows
+    except FileNotFoundError:
+        return 0
 
 
 def _check_batch(entity: str, batch: FlatBatch) -> None:

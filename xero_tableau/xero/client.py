@@ -347,15 +347,17 @@ class XeroClient:
                 cursor_s, page = last_s, 1
                 seen_at_cursor = {r[id_field] for r in items if updated_ms(r) // 1000 == last_s}
 
-    def read_ids(self, endpoint: str, tenant_id: str, ids: Iterable[str]) -> list[dict]:
-        """Records by id, 50 per call."""
+    def read_ids(
+        self, endpoint: str, tenant_id: str, ids: Iterable[str], **params: str | int
+    ) -> list[dict]:
+        """Records by id, 50 per call (``params`` such as ``includeArchived`` go on each)."""
         if endpoint not in IDS_ENDPOINTS:
             raise ValueError(f"{endpoint} does not take IDs; read a window instead")
         unique = list(dict.fromkeys(i.lower() for i in ids))
         found: list[dict] = []
         for i in range(0, len(unique), MAX_IDS_PER_CALL):
             batch = unique[i : i + MAX_IDS_PER_CALL]
-            body = self.get(endpoint, tenant_id, {"IDs": ",".join(batch), "page": 1})
+            body = self.get(endpoint, tenant_id, {**params, "IDs": ",".join(batch), "page": 1})
             found.extend(body.get(endpoint, []))
         return found
 
