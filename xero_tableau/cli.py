@@ -32,12 +32,6 @@ from xero_tableau.xero.connection import open_xero
 from xero_tableau.xero.consent import run_consent
 from xero_tableau.xero.errors import XeroError
 
-DAGSTER_YAML = """\
-# The embedded default instance: SQLite under DAGSTER_HOME (made by xero-tableau).
-telemetry:
-  enabled: false
-"""
-
 
 def _say(message: str = "") -> None:
     print(message, flush=True)
@@ -105,11 +99,10 @@ def _start_sandbox(args: argparse.Namespace):
 
 
 def prepare_dagster_home(path: Path) -> None:
-    """Create DAGSTER_HOME with a dagster.yaml for the embedded SQLite instance."""
-    path.mkdir(parents=True, exist_ok=True)
-    config = path / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    """DAGSTER_HOME with the embedded instance's dagster.yaml (``devstack.DAGSTER_YAML``)."""
+    from xero_tableau.devstack import prepare_dagster_home as prepare
+
+    prepare(path)
 
 
 def sandbox_env(base_url: str, home: Path) -> dict[str, str]:
@@ -325,22 +318,54 @@ def cmd_ci_materialize(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    """Everything live on the sandbox: both sandboxes, the webhook receiver subscribed to the
+    Xero sandbox's webhooks, a first sync, then ``dagster dev`` (UI, daemon, sensors)."""
+    from xero_tableau.devstack import start_live_stack
+    from xero_tableau.sandbox.generator import GeneratorConfig
+    from xero_tableau.sandbox.xero_app import XeroSandboxConfig
+
     home = _demo_home()
-    running = _start_sandbox(args)
+    _say(f"xero-tableau dev: state, lake, Dagster instance and .hyper files under {home}")
+    stack = start_live_stack(
+        home,
+        data=GeneratorConfig(
+            seed=args.seed, tenants=args.tenants, invoice_lines=args.invoice_lines
+        ),
+        xero_config=XeroSandboxConfig(clock_speed=args.clock_speed, seed=args.seed),
+        xero_port=args.xero_port,
+        tableau_port=args.tableau_port,
+        receiver_port=args.webhook_port,
+        say=_say,
+    )
     try:
-        env = {**os.environ, **sandbox_env(running.base_url, home)}
-        os.environ.update(env)
-        prepare_dagster_home(Path(env["DAGSTER_HOME"]))
-        tenants = connect(Settings.from_env(), follow_with_http=True)
-        register_partitions(tenants)
-        command = [str(Path(sys.executable).with_name("dagster")), "dev", "-m"]
-        command += ["xero_tableau.definitions", "-h", "127.0.0.1", "-p", str(args.port)]
-        _say("$ " + " ".join(command))
-        return subprocess.run(command, env=env, check=False).returncode
+        os.environ.update(stack.env)
+        if not args.no_sync:
+            _say("First sync, so every table and data source exists (--no-sync skips it):")
+            run_sync(Settings.from_env())
+        tenant = stack.tenants[0]
+        invoice = next(iter(stack.xero.sandbox.dataset.tenants[tenant].collections["Invoices"]))
+        base = stack.xero.base_url
+        _say(
+            "\n".join(
+                (
+                    "",
+                    f"Dagster UI: http://127.0.0.1:{args.port}  (sensor xero_webhook_events, "
+                    "automation xero_automation)",
+                    "Edit an invoice as a bookkeeper would; Xero's webhook reaches the receiver, "
+                    "the sensor asks for a run, and the change is in Tableau within a minute:",
+                    f"  curl -X PATCH {base}/sandbox/admin/tenants/{tenant}/Invoices/{invoice} "
+                    "-H 'content-type: application/json' -d '{\"Reference\": \"edited live\"}'",
+                    f"Published data sources: {home / 'tableau-sandbox'}",
+                    "Ctrl-C stops everything.",
+                    "",
+                )
+            )
+        )
+        return stack.start_dagster("dev", port=args.port).wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        running.stop()
+        stack.stop()
 
 
 def _sandbox_options(parser: argparse.ArgumentParser) -> None:
@@ -375,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dev", help="the sandbox plus dagster dev")
     _sandbox_options(p)
     p.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    p.add_argument(
+        "--webhook-port", type=int, default=8766, help="webhook receiver port (default 8766)"
+    )
+    p.add_argument("--no-sync", action="store_true", help="skip the first full sync")
     p.set_defaults(func=cmd_dev)
     p = sub.add_parser("webhooks", help="the Xero webhook receiver")
     webhooks = p.add_subparsers(dest="webhooks_command", required=True)

@@ -426,6 +426,17 @@ class TableauSandbox:
         """Where the published ``.hyper`` of a data source lives (read it with tableauhyperapi)."""
         return self.find_datasource(site, name, project).path
 
+    def query(self, site: str, name: str, sql: str, project: str = "Xero") -> list[tuple]:
+        """Run ``sql`` against a data source's .hyper attached as ``ds`` (``"ds"."Extract"."t"``),
+        under the lock that publishes and PATCHes take: what a dashboard would read now."""
+        path = self.datasource_path(site, name, project)
+        with self._hyper_session() as conn:
+            conn.catalog.attach_database(str(path), alias="ds")
+            try:
+                return [tuple(row) for row in conn.execute_list_query(sql)]
+            finally:
+                conn.catalog.detach_database("ds")
+
     def expire_sessions(self) -> None:
         """Make every token idle past its lifetime, as after a long pause."""
         with self._lock:

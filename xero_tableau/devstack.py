@@ -1,0 +1,166 @@
+"""The whole product live on the built-in sandbox: what ``xero-tableau dev``, the end-to-end
+webhook test and ``bench/webhook_latency.py`` run.
+
+- the Xero sandbox (its webhook sender on) and the Tableau sandbox, on loopback;
+- the consent, so tokens are in the state DB, with the organisations registered as tenants;
+- the webhook receiver (the app ``xero-tableau webhooks serve`` runs) and the sandbox's webhook
+  subscription pointed at it, after Xero's intent-to-receive check;
+- Dagster as a subprocess: the daemon alone, or ``dagster dev`` (webserver and daemon), on the
+  instance at ``DAGSTER_HOME``, with the environment that points everything at the sandboxes.
+
+Nothing here changes ``os.environ``: :attr:`LiveStack.env` is the environment the caller applies
+(the initial sync reads it) and hands to the Dagster subprocess.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy.engine import Engine
+
+from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY
+from xero_tableau.sandbox.generator import GeneratorConfig
+from xero_tableau.sandbox.server import RunningXeroSandbox, ServedApp, start_xero_sandbox
+from xero_tableau.sandbox.tableau_app import (
+    RunningTableauSandbox,
+    TableauSandboxConfig,
+    start_tableau_sandbox,
+)
+from xero_tableau.sandbox.xero_app import XeroSandboxConfig
+from xero_tableau.store.db import connect as connect_db
+from xero_tableau.webhooks.receiver import WEBHOOK_PATH, build_receiver
+
+# The instance `dev`, the demo and these stacks use: SQLite under DAGSTER_HOME, runs dequeued
+# every second (the default is slower; a webhook's change should not wait on the queue).
+DAGSTER_YAML = """\
+# The embedded default instance: SQLite under DAGSTER_HOME (made by xero-tableau).
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_dagster_home(path: Path) -> None:
+    """Create DAGSTER_HOME with a dagster.yaml for the embedded SQLite instance."""
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveStack:
+    home: Path
+    xero: RunningXeroSandbox
+    tableau: RunningTableauSandbox
+    receiver: ServedApp
+    engine: Engine
+    env: dict[str, str]
+    tenants: list[str]
+    dagster: subprocess.Popen | None = None
+
+    @property
+    def webhook_url(self) -> str:
+        return self.receiver.base_url + WEBHOOK_PATH
+
+    def start_dagster(
+        self, kind: Literal["daemon", "dev"] = "daemon", port: int = 3000
+    ) -> subprocess.Popen:
+        """Start the Dagster daemon (or ``dagster dev``) on this stack; output to
+        ``<home>/logs/dagster-<kind>.log``."""
+        prepare_dagster_home(Path(self.env["DAGSTER_HOME"]))
+        bin_dir = Path(sys.executable).parent
+        if kind == "daemon":
+            command = [str(bin_dir / "dagster-daemon"), "run", "-m", "xero_tableau.definitions"]
+        else:
+            command = [str(bin_dir / "dagster"), "dev", "-m", "xero_tableau.definitions"]
+            command += ["-h", "127.0.0.1", "-p", str(port)]
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"dagster-{kind}.log").open("ab") as out:
+            self.dagster = subprocess.Popen(
+                command,
+                env={**os.environ, **self.env},
+                stdout=out if kind == "daemon" else None,
+                stderr=subprocess.STDOUT if kind == "daemon" else None,
+                start_new_session=True,  # stopped as a group: code server and runs too
+            )
+        return self.dagster
+
+    def stop_dagster(self, timeout: float = 60.0) -> None:
+        process, self.dagster = self.dagster, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)  # Dagster shuts its threads down on SIGTERM
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+    def stop(self) -> None:
+        self.stop_dagster()
+        self.receiver.stop()
+        self.engine.dispose()
+        self.tableau.stop()
+        self.xero.stop()
+
+
+def start_live_stack(
+    home: Path,
+    *,
+    data: GeneratorConfig,
+    xero_config: XeroSandboxConfig | None = None,
+    xero_port: int = 0,
+    tableau_port: int = 0,
+    receiver_port: int = 0,
+    say: Callable[[str], None] = lambda _m: None,
+) -> LiveStack:
+    """Sandboxes up, consent given, receiver subscribed; Dagster not started yet."""
+    from xero_tableau.cli import connect, sandbox_env, tableau_env
+    from xero_tableau.settings import Settings
+
+    home.mkdir(parents=True, exist_ok=True)
+    redirect = f"http://localhost:{free_port()}/callback"
+    config = xero_config or XeroSandboxConfig()
+    config.redirect_uris = (redirect,)
+    started = time.monotonic()
+    xero = start_xero_sandbox(config, data, port=xero_port)
+    say(f"Xero sandbox up at {xero.base_url} ({time.monotonic() - started:.1f}s)")
+    tableau = start_tableau_sandbox(
+        TableauSandboxConfig(storage_dir=home / "tableau-sandbox"), port=tableau_port
+    )
+    say(f"Tableau sandbox up at {tableau.base_url}")
+    env = {
+        **sandbox_env(xero.base_url, home),
+        **tableau_env(tableau.base_url),
+        "XERO_REDIRECT_URI": redirect,
+    }
+    settings = Settings.from_env({**os.environ, **env})
+    tenants = [t.tenant_id for t in connect(settings, follow_with_http=True)]
+    engine = connect_db(settings.database_url)
+    receiver = ServedApp(build_receiver(engine, DEMO_WEBHOOK_KEY), port=receiver_port).start()
+    subscription = xero.sandbox.webhooks.subscribe(
+        receiver.base_url + WEBHOOK_PATH, DEMO_WEBHOOK_KEY
+    )
+    if subscription.status != "OK":
+        raise RuntimeError(f"the sandbox's intent-to-receive check failed: {subscription.status}")
+    say(f"Webhook receiver at {receiver.base_url}{WEBHOOK_PATH} (subscription {subscription.id})")
+    return LiveStack(home, xero, tableau, receiver, engine, env, tenants)
