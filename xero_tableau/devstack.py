@@ -51,6 +51,15 @@ telemetry:
 """
 
 
+# The code location as `dg` names it (pyproject's [tool.dg.project]), for the daemon and the UI.
+WORKSPACE_YAML = """\
+load_from:
+  - python_module:
+      module_name: xero_tableau.definitions
+      location_name: xero_tableau
+"""
+
+
 def prepare_dagster_home(path: Path) -> None:
     """Create DAGSTER_HOME with a dagster.yaml for the embedded SQLite instance."""
     path.mkdir(parents=True, exist_ok=True)
@@ -85,12 +94,15 @@ class LiveStack:
     ) -> subprocess.Popen:
         """Start the Dagster daemon (or ``dagster dev``) on this stack; output to
         ``<home>/logs/dagster-<kind>.log``."""
-        prepare_dagster_home(Path(self.env["DAGSTER_HOME"]))
+        dagster_home = Path(self.env["DAGSTER_HOME"])
+        prepare_dagster_home(dagster_home)
+        workspace = dagster_home / "workspace.yaml"
+        workspace.write_text(WORKSPACE_YAML)
         bin_dir = Path(sys.executable).parent
         if kind == "daemon":
-            command = [str(bin_dir / "dagster-daemon"), "run", "-m", "xero_tableau.definitions"]
+            command = [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)]
         else:
-            command = [str(bin_dir / "dagster"), "dev", "-m", "xero_tableau.definitions"]
+            command = [str(bin_dir / "dagster"), "dev", "-w", str(workspace)]
             command += ["-h", "127.0.0.1", "-p", str(port)]
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)

@@ -80,12 +80,16 @@ def test_a_webhook_reaches_the_published_hyper_through_the_daemon(
         assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["xero/purpose"] == "webhook"
         assert run.tags["dagster/sensor_name"] == "xero_webhook_events"
-        followers = instance.get_runs(
-            filters=dg.RunsFilter(
-                tags={"dagster/sensor_name": "xero_automation", "dagster/partition": tenant},
-                statuses=[dg.DagsterRunStatus.SUCCESS],
+        followers: list[dg.DagsterRun] = []
+        deadline = time.monotonic() + 60  # the row is readable before the run records success
+        while not followers and time.monotonic() < deadline:
+            followers = instance.get_runs(
+                filters=dg.RunsFilter(
+                    tags={"dagster/sensor_name": "xero_automation", "dagster/partition": tenant},
+                    statuses=[dg.DagsterRunStatus.SUCCESS],
+                )
             )
-        )
+            time.sleep(0.5)
         assert followers, "no automation run rebuilt and published the tenant's tables"
         assert followers[0].asset_selection and dg.AssetKey(["tableau", "extracts"]) in (
             followers[0].asset_selection

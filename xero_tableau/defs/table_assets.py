@@ -28,10 +28,20 @@ RAW_DEPS = [
 ]
 REFERENCE_DEPS = [dg.AssetKey(["xero", "raw", name]) for name, _p in REFERENCE_ENTITIES.values()]
 PREVIEW_ROWS = 5
-# Eager, except that missing upstream partitions do not block the rebuild: a tenant's raw day
-# partitions from before its organisation existed, or of a switched-off entity, are never
-# materialized, and plain eager() would wait for them forever.
-FOLLOW_RAW = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+# Eager, with two of its guards dropped:
+# - missing upstream partitions do not block the rebuild: a tenant's raw day partitions from
+#   before its organisation existed, or of a switched-off entity, are never materialized, and
+#   plain eager() would wait for them forever;
+# - a raw run in progress does not block it either: on a busy day webhook runs follow each other
+#   every few seconds and plain eager() would wait for a gap between them (measured: a minute and
+#   more behind). Day partitions are swapped in atomically, so a rebuild reads each day whole,
+#   and the raw run that was in progress triggers the next rebuild when it lands. One rebuild per
+#   tenant at a time still holds (eager's own in_progress guard).
+FOLLOW_RAW = (
+    dg.AutomationCondition.eager()
+    .without(~dg.AutomationCondition.any_deps_missing())
+    .without(~dg.AutomationCondition.any_deps_in_progress())
+)
 
 
 def _check_specs() -> list[dg.AssetCheckSpec]:
