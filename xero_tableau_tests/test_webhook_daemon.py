@@ -7,6 +7,7 @@ the Tableau sandbox incrementally. The test reads the row back from the publishe
 """
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -80,7 +81,7 @@ def test_a_webhook_reaches_the_published_hyper_through_the_daemon(
         assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["xero/purpose"] == "webhook"
         assert run.tags["dagster/sensor_name"] == "xero_webhook_events"
-        followers: list[dg.DagsterRun] = []
+        followers: Sequence[dg.DagsterRun] = []
         deadline = time.monotonic() + 60  # the row is readable before the run records success
         while not followers and time.monotonic() < deadline:
             followers = instance.get_runs(
