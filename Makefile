@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/xero-tableau demo
 
-## dagster dev on the sandbox (UI on http://127.0.0.1:3000).
+## Everything live on the sandbox: emulators, webhook receiver, a first sync, dagster dev (UI on :3000).
 dev: venv
 	$(BIN)/xero-tableau dev
 

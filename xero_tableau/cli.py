@@ -223,8 +223,9 @@ def run_sync(settings: Settings) -> int:
         os.environ["DAGSTER_HOME"] = str(settings.home / "dagster")
     prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
     _say(f"Dagster instance: {os.environ['DAGSTER_HOME']}")
-    instance = dg.DagsterInstance.get()
-    summaries = sync_all(settings, instance, defs(), _say)
+    # Entered, the instance is also the one Dagster's definitions loading sees as current.
+    with dg.DagsterInstance.get() as instance:
+        summaries = sync_all(settings, instance, defs(), _say)
     print_summary(settings, summaries, _say)
     return 0 if summaries and not any(s.failed_checks for s in summaries) else 1
 

@@ -1,6 +1,8 @@
 """``xero-tableau doctor``: ping both real systems and say what is wrong and how to fix it.
 
-Xero: the app credentials, the state DB and its encryption key, a forced token refresh (it
+Xero: the app credentials, the state DB and its encryption key, the webhook queue (events from
+organisations not connected here, events waiting for a retry, a backlog the sensor is not
+taking in), a forced token refresh (it
 rotates the tokens, exactly as a sync would), the tenants of ``/connections`` against the ones the
 state DB recorded, and per tenant one cheap call (``Organisation``) that reports the rate-limit
 headroom Xero sends back next to what the shared limiter counted locally.
@@ -18,6 +20,7 @@ must never import dagster (the CLI stays light).
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -27,6 +30,7 @@ from sqlalchemy.engine import Engine
 from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store import db
 from xero_tableau.store.crypto import EncryptionKeyError, load_fernet
+from xero_tableau.store.event_queue import EventQueue
 from xero_tableau.store.tenants import KnownTenant, list_tenants
 from xero_tableau.store.tokens import TokenStore
 from xero_tableau.xero.connection import XeroConnection, open_xero
@@ -49,6 +53,8 @@ System = Literal["xero", "tableau"]
 
 #: Below this share of the daily call budget left, a tenant's headroom check warns.
 DAY_BUDGET_WARN_FRACTION = 0.10
+#: An event still unfinished after this long means the sensor or the daemon is not running.
+STALE_EVENT_SECONDS = 15 * 60
 #: ``update_hyper_data`` (incremental publishing) needs this REST API version.
 MIN_INCREMENTAL_REST_VERSION = (3, 13)
 
@@ -155,6 +161,8 @@ class _XeroDoctor:
         engine = self.check_state_db()
         try:
             tokens_stored = engine is not None and self.check_key(engine)
+            if engine is not None:
+                self.check_webhooks(engine)
         finally:
             if engine is not None:
                 engine.dispose()
@@ -216,6 +224,61 @@ class _XeroDoctor:
             return None
         self.add("state DB", True, f"{shown}, {len(self.recorded)} tenant(s) recorded")
         return engine
+
+    def check_webhooks(self, engine: Engine) -> None:
+        """The webhook queue: strangers, retries, and events the sensor has not taken in."""
+        try:
+            health = EventQueue(engine).health()
+        except Exception as exc:
+            self.add("webhook queue", False, _describe(exc), "Check XT_DATABASE_URL.")
+            return
+        counts = health.counts
+        if health.last_received is None:
+            detail = "no webhook received yet"
+            if self.settings.xero_webhook_key:
+                detail += " (XERO_WEBHOOK_KEY is set: is the receiver registered in Xero?)"
+            self.add("webhook queue", True, detail)
+            return
+        self.add(
+            "webhook queue",
+            True,
+            f"{counts['done']} done, {counts['pending']} pending, {counts['requested']} in a run, "
+            f"{counts['ignored']} ignored; last received {health.last_received:%Y-%m-%d %H:%M} UTC",
+        )
+        if health.unknown_tenants:
+            named = ", ".join(
+                f"{t} ({n} events)" for t, n in sorted(health.unknown_tenants.items())
+            )
+            self.add(
+                "webhook tenants",
+                True,
+                f"events from organisation(s) not connected here, recorded and ignored: {named}",
+                "If they should sync, run `xero-tableau connect` and pick them; events already "
+                "received stay ignored (the next poll reads their changes).",
+                warning=True,
+            )
+        if health.retrying:
+            self.add(
+                "webhook retries",
+                True,
+                f"{health.retrying} event(s) wait for a retry after their run failed",
+                "Open the failed runs tagged xero/purpose=webhook in the Dagster UI; the sensor "
+                "retries with a growing backoff (XT_WEBHOOK_RETRY_SECONDS).",
+                warning=True,
+            )
+        age = (
+            (datetime.now(UTC) - health.oldest_pending).total_seconds()
+            if (health.oldest_pending)
+            else 0.0
+        )
+        if age > STALE_EVENT_SECONDS:
+            self.add(
+                "webhook backlog",
+                True,
+                f"the oldest unfinished event arrived {age / 60:.0f} minutes ago",
+                "Is the Dagster daemon running, with the sensor xero_webhook_events on?",
+                warning=True,
+            )
 
     def check_key(self, engine: Engine) -> bool:
         """The encryption key opens the stored tokens; True when tokens are stored."""

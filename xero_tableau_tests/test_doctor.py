@@ -2,6 +2,7 @@
 green, and each broken piece is reported with its fix while the other checks still run."""
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from xero_tableau.sandbox.tableau_app import (
     TableauSandboxConfig,
     start_tableau_sandbox,
 )
+from xero_tableau.store.db import connect
+from xero_tableau.store.event_queue import EventQueue
 from xero_tableau.xero.connection import open_xero
 from xero_tableau_tests.xero_harness import (
     CallbackSandbox,
@@ -219,3 +222,50 @@ def test_a_low_day_budget_warns_without_failing(xero: CallbackSandbox, tmp_path:
     assert "/100000 calls left today" in headroom.detail
     assert "Under 10% of the day budget" in headroom.fix
     assert f"! rate limits: {tenants[0].name}" in format_report(checks)
+
+
+def test_the_webhook_queue_reports_strangers_retries_and_a_backlog(
+    xero: CallbackSandbox, tmp_path: Path
+) -> None:
+    settings, tenants = connected_settings(xero, tmp_path)
+    named = _by_name(run_doctor(settings))
+    assert named["webhook queue"].ok and "no webhook received yet" in named["webhook queue"].detail
+
+    stranger = "00000000-0000-4000-8000-00000000beef"
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+
+    def event(tenant: str, resource: str) -> dict[str, str]:
+        return {
+            "resourceId": resource,
+            "eventDateUtc": long_ago.replace(tzinfo=None).isoformat(),
+            "eventType": "UPDATE",
+            "eventCategory": "INVOICE",
+            "tenantId": tenant,
+        }
+
+    engine = connect(settings.database_url)
+    try:
+        queue = EventQueue(engine)
+        known = {tenants[0].tenant_id}
+        queue.add_batch([event(tenants[0].tenant_id, f"r{n}") for n in range(3)], long_ago, known)
+        queue.add_batch([event(stranger, "s1"), event(stranger, "s2")], long_ago, known)
+        (first, *_rest) = queue.pending()
+        queue.request([first.id], "key-1", long_ago)
+        queue.failed("key-1", "run-1", long_ago)
+        checks = run_doctor(settings)
+    finally:
+        engine.dispose()
+    named = _by_name(checks)
+    assert (
+        "3 pending" in named["webhook queue"].detail
+        and "2 ignored" in named["webhook queue"].detail
+    )
+    strangers = named["webhook tenants"]
+    assert strangers.warning and f"{stranger} (2 events)" in strangers.detail
+    assert "xero-tableau connect" in strangers.fix
+    retries = named["webhook retries"]
+    assert retries.warning and retries.detail.startswith("1 event(s)")
+    backlog = named["webhook backlog"]
+    assert backlog.warning and "120 minutes ago" in backlog.detail
+    assert "xero_webhook_events" in backlog.fix
+    assert exit_code(checks) == 0  # warnings, not failures

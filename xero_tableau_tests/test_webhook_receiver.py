@@ -233,6 +233,24 @@ def test_unknown_tenant_is_recorded_as_ignored(receiver: Receiver) -> None:
     assert [e.tenant_id for e in EventQueue(receiver.engine).pending()] == [TENANT]
 
 
+def test_a_disconnected_tenant_is_ignored_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'state.db'}")
+    record_connections(engine, [(TENANT, "Demo Org", "ORGANISATION", str(uuid.uuid4()))])
+    record_connections(engine, [])  # the organisation disconnected the app
+    app = build_receiver(engine, KEY, tenant_cache_seconds=0)
+    try:
+        with ServedApp(app) as served, caplog.at_level("WARNING"):
+            body = payload([event()])
+            assert_xero_ok(post(served.base_url + WEBHOOK_PATH, body, sign(KEY, body)))
+        assert EventQueue(engine).counts()["ignored"] == 1
+        assert EventQueue(engine).pending() == []
+        assert f"not connected here, recorded as ignored: {TENANT}" in caplog.text
+    finally:
+        engine.dispose()
+
+
 def test_sender_duplicates_and_reorders_are_stored_once(receiver: Receiver) -> None:
     webhooks = sender(duplicate_rate=1.0, reorder_rate=1.0, max_events_per_payload=7)
     assert webhooks.subscribe(receiver.url, KEY).status == "OK"

@@ -15,6 +15,7 @@ import pytest
 
 from xero_tableau.definitions import defs as load_definitions
 from xero_tableau.defs.raw_assets import WEBHOOK_BATCH_TAG, raw_asset_key
+from xero_tableau.defs.schedules import xero_webhook_safety_poll
 from xero_tableau.defs.webhooks import WEBHOOK_SENSOR, backoff
 from xero_tableau.sandbox.admin import SandboxWriter
 from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY
@@ -46,6 +47,7 @@ class World:
     definitions: dg.Definitions
     queue: EventQueue
     tenants: list[str]
+    receiver_url: str
     cursor: str | None = None
     runs: list[dg.ExecuteInProcessResult] = field(default_factory=list)
 
@@ -128,6 +130,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 definitions,
                 EventQueue(engine),
                 sorted(sandbox.sandbox.dataset.tenants),
+                receiver.base_url + WEBHOOK_PATH,
             )
     finally:
         receiver.stop()
@@ -317,3 +320,26 @@ def test_few_changes_on_a_busy_day_are_read_by_id(
         assert held_after[invoice]["Reference"] == "by id"
     untouched = next(i for i in held_before if i not in targets)
     assert held_after[untouched] == held_before[untouched]
+
+
+def test_a_change_whose_webhook_never_came_is_read_by_the_safety_poll(world: World) -> None:
+    world.drain()
+    webhooks = world.sandbox.sandbox.webhooks
+    (subscription,) = webhooks.subscriptions()
+    webhooks.unsubscribe(subscription.id)  # as when Xero disables a failing subscription
+    try:
+        tenant = world.tenants[0]
+        invoice = _invoice_ids(world, tenant)[7]
+        world.writer.update(tenant, "Invoices", invoice, {"Reference": "no webhook came"})
+        assert world.tick() == []
+        context = dg.build_schedule_context(
+            instance=world.instance, scheduled_execution_time=datetime.now(UTC)
+        )
+        requests = xero_webhook_safety_poll(context)
+        assert isinstance(requests, list)
+        (request,) = [r for r in requests if r.tags["xero/tenant"] == tenant]
+        assert raw_asset_key("Invoices") in (request.asset_selection or [])
+        world.execute(request)
+        assert _lake_today(world, tenant, "Invoices")[invoice]["Reference"] == "no webhook came"
+    finally:
+        assert webhooks.subscribe(world.receiver_url, DEMO_WEBHOOK_KEY).status == "OK"

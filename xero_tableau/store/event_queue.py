@@ -147,6 +147,17 @@ def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+@dataclass(frozen=True)
+class QueueHealth:
+    """What ``doctor`` reports about the queue."""
+
+    counts: dict[str, int]
+    unknown_tenants: dict[str, int]  # tenant id -> events from an organisation not connected here
+    oldest_pending: datetime | None  # receive time of the oldest event not yet done
+    retrying: int  # pending events whose run failed at least once
+    last_received: datetime | None
+
+
 class EventQueue:
     """Add, read and mark webhook events in the state DB (SQLite or PostgreSQL)."""
 
@@ -354,6 +365,30 @@ class EventQueue:
             sa.select(table).where(table.c.resource_id == resource_id.lower()).order_by(table.c.id)
         )
         return self._events(query)
+
+    def health(self) -> QueueHealth:
+        """Counts, strangers, the oldest unfinished event and retries, for ``doctor``."""
+        table = xero_webhook_events
+        open_ = table.c.status.in_(("pending", "requested"))
+        with self.engine.connect() as conn:
+            strangers = conn.execute(
+                sa.select(table.c.tenant_id, sa.func.count())
+                .where(~table.c.tenant_known, table.c.category != "SUBSCRIPTION")
+                .group_by(table.c.tenant_id)
+            ).all()
+            oldest = conn.execute(sa.select(sa.func.min(table.c.received_at)).where(open_))
+            retrying = conn.execute(
+                sa.select(sa.func.count()).where(table.c.status == "pending", table.c.attempts > 0)
+            )
+            last = conn.execute(sa.select(sa.func.max(table.c.received_at)))
+            oldest_at, retries, last_at = oldest.scalar(), retrying.scalar(), last.scalar()
+        return QueueHealth(
+            counts=self.counts(),
+            unknown_tenants={tenant: int(n) for tenant, n in strangers},
+            oldest_pending=_aware(oldest_at) if oldest_at else None,
+            retrying=int(retries or 0),
+            last_received=_aware(last_at) if last_at else None,
+        )
 
     def counts(self) -> dict[str, int]:
         """Rows per status (every status present, zero when none), for logs and ``doctor``."""

@@ -127,7 +127,7 @@ def build_receiver(
     queue = EventQueue(engine)
 
     def tenants_in_db() -> set[str]:
-        return {tenant.tenant_id for tenant in list_tenants(engine)}
+        return {tenant.tenant_id for tenant in list_tenants(engine) if tenant.active}
 
     tenants = _TenantCache(known_tenants or tenants_in_db, tenant_cache_seconds)
     # SQLite has one writer at a time: many threads writing at once only contend (for the GIL
@@ -140,7 +140,15 @@ def build_receiver(
     )
 
     def store(events: list[ParsedEvent], received_at: datetime) -> tuple[int, int]:
-        return queue.add_batch(events, received_at, tenants.get())
+        known = tenants.get()
+        strangers = sorted({e.tenant_id for e in events if e.category != "SUBSCRIPTION"} - known)
+        if strangers:
+            log.warning(
+                "webhook events for organisation(s) not connected here, recorded as ignored: %s"
+                " (run `xero-tableau connect` to sync them)",
+                ", ".join(strangers),
+            )
+        return queue.add_batch(events, received_at, known)
 
     async def receive(request: Request) -> Response:
         try:
