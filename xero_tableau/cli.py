@@ -7,6 +7,7 @@
 - ``sync``            one full sync of every tenant through Dagster (cron users, CI)
 - ``demo``            everything on the built-in sandbox, end to end
 - ``dev``             the sandbox plus ``dagster dev`` on it
+- ``audit <id>``      a Xero record's synced versions, webhooks and Tableau publish jobs
 - ``ci-materialize``  the dagster CLI as CI runs it: one sandbox partition through
                       ``dagster asset materialize``
 """
@@ -271,6 +272,21 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
     return exit_code(checks)
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Every synced version of a Xero record, its webhooks and the Tableau jobs that carried it."""
+    from xero_tableau.store.audit import format_trail, trail
+    from xero_tableau.store.db import connect as connect_db
+
+    settings = Settings.from_env()
+    engine = connect_db(settings.database_url)
+    try:
+        found = trail(engine, args.xero_id)
+    finally:
+        engine.dispose()
+    _say(format_trail(found))
+    return 0 if found.found else 1
+
+
 def cmd_connect(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     tenants = connect(settings, open_browser=not args.no_browser)
@@ -412,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8766, help="port (default 8766)")
     p.set_defaults(func=cmd_webhooks_serve)
+    p = sub.add_parser("audit", help="the audit trail of one Xero record")
+    p.add_argument("xero_id", help="the record's Xero id (InvoiceID, ContactID, PaymentID, ...)")
+    p.set_defaults(func=cmd_audit)
     p = sub.add_parser("doctor", help="check the Xero and Tableau connections and rights")
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("sync", help="one full sync of every tenant through Dagster")

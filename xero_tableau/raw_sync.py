@@ -20,6 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from xero_tableau.store import raw_lake
 from xero_tableau.transform.raw import flatten
 from xero_tableau.xero.client import ID_FIELDS, XeroClient, updated_ms
@@ -27,6 +29,8 @@ from xero_tableau.xero.client import ID_FIELDS, XeroClient, updated_ms
 #: Extra query parameters per endpoint: archived contacts are soft deletes, so read them too.
 EXTRA_PARAMS: dict[str, dict[str, str | int]] = {"Contacts": {"includeArchived": "true"}}
 PREVIEW_ROWS = 5
+#: Called with (tenant, endpoint, documents written) after each day is written: the audit trail.
+AuditHook = Callable[[str, str, pa.Table], None]
 
 
 @dataclass
@@ -59,9 +63,12 @@ def _write(
     fetched_at: datetime,
     totals: ReadTotals,
     warn: Callable[[str], None],
+    audit: "AuditHook | None",
 ) -> None:
     batch = flatten(endpoint, records, fetched_at)
     raw_lake.write_day_partition(lake, tenant_id, endpoint, day, batch, records)
+    if audit is not None:
+        audit(tenant_id, endpoint, batch.documents)
     totals.partitions += 1
     totals.emptied += not records
     totals.records += batch.documents.num_rows
@@ -84,6 +91,7 @@ def read_window_into_lake(
     totals: ReadTotals,
     log: Callable[[str], None] = lambda _m: None,
     warn: Callable[[str], None] = lambda _m: None,
+    audit: AuditHook | None = None,
 ) -> None:
     """Read ``days[0] .. days[-1]`` with one paged window query and replace each of ``days``."""
     start, end = day_start(days[0]), day_start(days[-1]) + timedelta(days=1)
@@ -95,7 +103,8 @@ def read_window_into_lake(
             by_day[record_day(record)].append(record)
         log(f"{sum(map(len, by_day.values()))} {endpoint} read so far")
     for day in days:
-        _write(lake, tenant_id, endpoint, day, by_day.get(day, []), fetched_at, totals, warn)
+        records = by_day.get(day, [])
+        _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit)
 
 
 def read_ids_into_lake(
@@ -107,6 +116,7 @@ def read_ids_into_lake(
     *,
     totals: ReadTotals,
     warn: Callable[[str], None] = lambda _m: None,
+    audit: AuditHook | None = None,
 ) -> list[date]:
     """Read ``ids`` and merge each record into its current day; returns the days rewritten."""
     fetched_at = datetime.now(UTC)
@@ -120,9 +130,8 @@ def read_ids_into_lake(
             for r in raw_lake.read_day_records(lake, tenant_id, endpoint, day)
             if str(r.get(id_field, "")).lower() not in changed
         ]
-        _write(
-            lake, tenant_id, endpoint, day, kept + list(changed.values()), fetched_at, totals, warn
-        )
+        records = kept + list(changed.values())
+        _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit)
     return sorted(fresh)
 
 

@@ -130,7 +130,7 @@ def sync_all(
         run(
             f"raw entities {first} .. {today}",
             RAW_KEYS,
-            tags=day_range_tags(tenant.tenant_id, first, today),
+            tags={**day_range_tags(tenant.tenant_id, first, today), "xero/purpose": "sync"},
         )
         result = run(
             "tables, checks and .hyper extracts",

@@ -13,12 +13,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from xero_tableau.cli import run_sync
+from xero_tableau.cli import main, run_sync
 from xero_tableau.devstack import LiveStack, start_live_stack
 from xero_tableau.sandbox.admin import SandboxWriter
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.xero_app import XeroSandboxConfig
 from xero_tableau.settings import Settings
+from xero_tableau.store.audit import trail
 from xero_tableau.store.event_queue import EventQueue
 from xero_tableau.tableau.tenant_publish import route_for
 
@@ -42,7 +43,7 @@ def _daemon_log(stack: LiveStack) -> str:
 
 
 def test_a_webhook_reaches_the_published_hyper_through_the_daemon(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stack = start_live_stack(
         tmp_path / "home", data=DATA, xero_config=XeroSandboxConfig(webhook_batch_seconds=0.5)
@@ -95,5 +96,21 @@ def test_a_webhook_reaches_the_published_hyper_through_the_daemon(
         assert followers[0].asset_selection and dg.AssetKey(["tableau", "extracts"]) in (
             followers[0].asset_selection
         )
+
+        # The audit trail links it all: the version the sync read, the version the webhook run
+        # read, the event, and the Tableau jobs that carried each into the data source.
+        found = trail(stack.engine, invoice)
+        purposes = [(v.purpose, v.run_id) for v in found.versions]
+        assert purposes[0][0] == "sync" and purposes[-1] == ("webhook", event.run_id)
+        carried = [p for p in found.publishes if p.table_name == TABLE]
+        assert [p.mode for p in carried][:1] == ["create"]
+        latest = carried[-1]
+        assert latest.version_updated_at == found.versions[-1].updated_at_utc
+        assert latest.status == "succeeded" and latest.finish_code == 0 and latest.job_id
+        capsys.readouterr()
+        assert main(["audit", invoice]) == 0
+        printed = capsys.readouterr().out
+        assert f"run {event.run_id} (webhook, read by window)" in printed
+        assert f"job {latest.job_id} finish code 0" in printed
     finally:
         stack.stop()

@@ -11,16 +11,19 @@ each into its day; the reading itself lives in ``xero_tableau.raw_sync``.
 """
 
 import dagster as dg
+import pyarrow as pa
 
 from xero_tableau.defs.partitions import days_by_tenant, tenant_days
 from xero_tableau.defs.resources import XeroResource
 from xero_tableau.raw_sync import (
+    AuditHook,
     ReadTotals,
     read_ids_into_lake,
     read_window_into_lake,
     window_estimate,
 )
 from xero_tableau.store import raw_lake
+from xero_tableau.store.audit import record_versions
 from xero_tableau.store.event_queue import EventQueue
 from xero_tableau.webhooks.planner import choose_read
 
@@ -69,8 +72,25 @@ def build_raw_asset(endpoint: str, name: str) -> dg.AssetsDefinition:
         windows: list[str] = []
         modes: list[str] = []
         batch_key = context.run.tags.get(WEBHOOK_BATCH_TAG)
+        purpose = context.run.tags.get("xero/purpose", "backfill")
         tenants = days_by_tenant(context.partition_keys)
         with xero.connection() as conn:
+            engine = conn.engine
+
+            def audit_with(mode: str) -> AuditHook:
+                def note(tenant_id: str, entity: str, documents: pa.Table) -> None:
+                    record_versions(
+                        engine,
+                        tenant_id,
+                        entity,
+                        documents,
+                        run_id=context.run.run_id,
+                        purpose=purpose,
+                        read_mode=mode,
+                    )
+
+                return note
+
             changed_ids: list[str] = []
             if batch_key:
                 covered = EventQueue(conn.engine).of_run(batch_key)
@@ -102,6 +122,7 @@ def build_raw_asset(endpoint: str, name: str) -> dg.AssetsDefinition:
                         changed_ids,
                         totals=totals,
                         warn=context.log.warning,
+                        audit=audit_with("ids"),
                     )
                     context.log.info(f"merged into {', '.join(map(str, written)) or 'no day'}")
                 else:
@@ -117,6 +138,7 @@ def build_raw_asset(endpoint: str, name: str) -> dg.AssetsDefinition:
                         totals=totals,
                         log=context.log.debug,
                         warn=context.log.warning,
+                        audit=audit_with("window"),
                     )
             if totals.partitions > COMPACT_AFTER:
                 for tenant_id in tenants:

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 metadata = sa.MetaData()
@@ -59,6 +60,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def insert_or_ignore(engine: Engine, table: sa.Table) -> Any:
+    """An INSERT for ``table`` that can ``.on_conflict_do_nothing(...)``: both SQLite and
+    PostgreSQL spell it that way, through their own dialect's insert."""
+    name = engine.dialect.name
+    if name == "sqlite":
+        return sqlite.insert(table)
+    if name == "postgresql":
+        return postgresql.insert(table)
+    raise ValueError(f"XT_DATABASE_URL: the state DB must be SQLite or PostgreSQL, not {name}")
 
 
 def connect(url: str) -> Engine:
@@ -183,4 +195,43 @@ xero_webhook_events = sa.Table(
     sa.Index("ix_xero_webhook_events_status_id", "status", "id"),
     sa.Index("ix_xero_webhook_events_run_key", "run_key"),
     sa.Index("ix_xero_webhook_events_resource", "resource_id"),
+)
+
+# The audit trail, Xero side: one row per version of a record a run wrote to the lake (the first
+# run that saw that UpdatedDateUTC), with the run, why it ran (``purpose``: webhook, poll,
+# safety-poll, sweep-recent, sweep-history, sync, backfill) and how it read (``read_mode``: window
+# or ids). ``xero_tableau.store.audit`` writes it and answers `xero-tableau audit <xero-id>`.
+xero_record_versions = sa.Table(
+    "xero_record_versions",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("entity", sa.String(32), nullable=False),
+    sa.Column("xero_id", sa.String(64), nullable=False),
+    sa.Column("updated_at_utc", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(32), nullable=True),
+    sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("purpose", sa.String(32), nullable=True),
+    sa.Column("read_mode", sa.String(16), nullable=True),
+    sa.UniqueConstraint(
+        "tenant_id", "entity", "xero_id", "updated_at_utc", name="uq_xero_record_versions"
+    ),
+    sa.Index("ix_xero_record_versions_xero_id", "xero_id"),
+)
+
+# The audit trail, Tableau side: which document versions an incremental (or creating) publish
+# batch carried; a replace batch carries every document and is read from
+# ``tableau_publish_batches`` alone.
+tableau_published_documents = sa.Table(
+    "tableau_published_documents",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("batch_id", sa.String(255), nullable=False),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("table_name", sa.String(128), nullable=False),
+    sa.Column("document_id", sa.String(64), nullable=False),
+    sa.Column("updated_at_utc", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("batch_id", "document_id", name="uq_tableau_published_documents"),
+    sa.Index("ix_tableau_published_documents_document", "document_id"),
 )

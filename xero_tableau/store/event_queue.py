@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from xero_tableau.store.db import xero_webhook_events
+from xero_tableau.store.db import insert_or_ignore, xero_webhook_events
 
 EventStatus = Literal["pending", "requested", "done", "ignored"]
 STATUSES: tuple[str, ...] = get_args(EventStatus)
@@ -164,15 +163,6 @@ class EventQueue:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _insert(self) -> Any:
-        """The dialect's INSERT that can ignore conflicts (both spell it ON CONFLICT DO NOTHING)."""
-        name = self.engine.dialect.name
-        if name == "sqlite":
-            return sqlite.insert(xero_webhook_events)
-        if name == "postgresql":
-            return postgresql.insert(xero_webhook_events)
-        raise ValueError(f"XT_DATABASE_URL: the state DB must be SQLite or PostgreSQL, not {name}")
-
     def add_batch(
         self,
         events: Sequence[Mapping[str, Any] | ParsedEvent],
@@ -213,7 +203,7 @@ class EventQueue:
                 for start in range(0, len(values), _CHUNK):
                     chunk = values[start : start + _CHUNK]
                     statement = (
-                        self._insert()
+                        insert_or_ignore(self.engine, xero_webhook_events)
                         .values(chunk)
                         .on_conflict_do_nothing(index_elements=["dedupe_key"])
                     )

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from xero_tableau.store.db import insert_or_ignore
 from xero_tableau.store.db import tableau_publish_batches as batches
 from xero_tableau.tableau.publish import BatchRecord, PublishOutcome
 
@@ -98,13 +98,7 @@ class DbPublishLedger:
         ``clock`` (UTC-aware) is injectable for tests."""
         self.engine = engine
         self._clock = clock or (lambda: datetime.now(UTC))
-        dialect = engine.dialect.name
-        if dialect == "postgresql":
-            self._insert: Callable[[sa.Table], Any] = postgresql.insert
-        elif dialect == "sqlite":
-            self._insert = sqlite.insert
-        else:
-            raise ValueError(f"unsupported state DB dialect {dialect!r} (SQLite or PostgreSQL)")
+        insert_or_ignore(engine, batches)  # refuses any other database at once
 
     # ------------------------------------------------------------------ PublishLedger
 
@@ -132,7 +126,7 @@ class DbPublishLedger:
             "created_at": now,
             "updated_at": record.updated_at,
         }
-        stmt = self._insert(batches).values(**values)
+        stmt = insert_or_ignore(self.engine, batches).values(**values)
         excluded = stmt.excluded
         update = {
             name: excluded[name]
@@ -168,7 +162,7 @@ class DbPublishLedger:
         source (batch ids must never be reused)."""
         now = self._clock()
         stmt = (
-            self._insert(batches)
+            insert_or_ignore(self.engine, batches)
             .values(
                 batch_id=batch_id,
                 tenant_id=tenant_id,

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store import lake
+from xero_tableau.store.audit import record_published
 from xero_tableau.store.publish_ledger import DbPublishLedger
 from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau.tableau.publish import (
@@ -204,6 +205,11 @@ def publish_table_incremental(
         target.ledger.record_outcome(exc.outcome)
         raise
     target.ledger.record_outcome(outcome)
+    # The audit trail: which document versions this batch put in Tableau.
+    document_column = next(c for c in sent.column_names if c != "tenant_id")
+    record_published(
+        target.ledger.engine, batch_id, target.tenant_id, table, document_column, payload_rows
+    )
     # Only now: a failed batch must be found again by the next run's diff.
     lake.write_parquet(fingerprints_path, diff.current_fingerprints)
     return TablePublish(

@@ -1,0 +1,304 @@
+"""The audit trail: from a row in Tableau back to the Xero record version and what brought it.
+
+Three sources in the state DB, joined by the Xero id when asked (``xero-tableau audit <id>``):
+
+- ``xero_record_versions``: each version of a record (its ``UpdatedDateUTC``) the first time a run
+  wrote it to the lake, with the fetch time, the Dagster run, why it ran and how it read;
+- ``xero_webhook_events``: every webhook event about the record, when it was received and which
+  run covered it;
+- ``tableau_publish_batches`` + ``tableau_published_documents``: each publish that carried the
+  record's rows to Tableau (incremental batches list their documents; a replace carries them all),
+  with the data source, Tableau job id, finish code and outcome.
+
+No dagster here.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from xero_tableau.store.db import (
+    insert_or_ignore,
+    tableau_publish_batches,
+    tableau_published_documents,
+    xero_record_versions,
+    xero_webhook_events,
+)
+
+_CHUNK = 500
+#: The published table that holds each raw entity's documents (what a replace of it carries).
+ENTITY_TABLES: dict[str, str] = {
+    "Invoices": "fct_invoice_lines",
+    "CreditNotes": "fct_credit_note_lines",
+    "Payments": "fct_payments",
+    "BankTransactions": "fct_bank_transaction_lines",
+    "ManualJournals": "fct_manual_journal_lines",
+    "PurchaseOrders": "fct_purchase_order_lines",
+    "Contacts": "dim_contacts",
+}
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _insert_chunks(engine: Engine, table: sa.Table, rows: list[dict[str, Any]], key: list[str]):
+    inserted = 0
+    with engine.begin() as conn:
+        for start in range(0, len(rows), _CHUNK):
+            statement = (
+                insert_or_ignore(engine, table)
+                .values(rows[start : start + _CHUNK])
+                .on_conflict_do_nothing(index_elements=key)
+            )
+            inserted += conn.execute(statement).rowcount
+    return inserted
+
+
+def record_versions(
+    engine: Engine,
+    tenant_id: str,
+    entity: str,
+    documents: pa.Table,
+    *,
+    run_id: str | None,
+    purpose: str | None,
+    read_mode: str | None,
+) -> int:
+    """Note every record version in ``documents`` (a raw day batch: ``id``, ``updated_at_utc``,
+    ``fetched_at_utc``, a status column); versions already noted keep their first sighting.
+    Returns how many were new."""
+    if documents.num_rows == 0:
+        return 0
+    status_column = "status" if "status" in documents.column_names else "contact_status"
+    statuses = (
+        documents.column(status_column).to_pylist()
+        if status_column in documents.column_names
+        else [None] * documents.num_rows
+    )
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "entity": entity,
+            "xero_id": str(xero_id).lower(),
+            "updated_at_utc": updated,
+            "status": status,
+            "fetched_at": fetched,
+            "run_id": run_id,
+            "purpose": purpose,
+            "read_mode": read_mode,
+        }
+        for xero_id, updated, fetched, status in zip(
+            documents.column("id").to_pylist(),
+            documents.column("updated_at_utc").to_pylist(),
+            documents.column("fetched_at_utc").to_pylist(),
+            statuses,
+            strict=True,
+        )
+    ]
+    key = ["tenant_id", "entity", "xero_id", "updated_at_utc"]
+    return _insert_chunks(engine, xero_record_versions, rows, key)
+
+
+def record_published(
+    engine: Engine,
+    batch_id: str,
+    tenant_id: str,
+    table_name: str,
+    document_column: str,
+    rows: pa.Table,
+) -> int:
+    """Note which documents (and which version: their latest ``updated_at_utc``) a publish batch
+    carried. ``rows`` are the table rows the batch sent."""
+    if rows.num_rows == 0:
+        return 0
+    if "updated_at_utc" in rows.column_names:
+        grouped = rows.group_by(document_column).aggregate([("updated_at_utc", "max")])
+        updated = grouped.column("updated_at_utc_max").to_pylist()
+    else:
+        grouped = rows.group_by(document_column).aggregate([])
+        updated = [None] * grouped.num_rows
+    documents = grouped.column(document_column).to_pylist()
+    payload = [
+        {
+            "batch_id": batch_id,
+            "tenant_id": tenant_id,
+            "table_name": table_name,
+            "document_id": str(document).lower(),
+            "updated_at_utc": when,
+        }
+        for document, when in zip(documents, updated, strict=True)
+        if document is not None
+    ]
+    return _insert_chunks(engine, tableau_published_documents, payload, ["batch_id", "document_id"])
+
+
+@dataclass(frozen=True)
+class Version:
+    tenant_id: str
+    entity: str
+    updated_at_utc: datetime
+    status: str | None
+    fetched_at: datetime
+    run_id: str | None
+    purpose: str | None
+    read_mode: str | None
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    tenant_id: str
+    category: str
+    event_type: str
+    event_time: datetime
+    received_at: datetime
+    status: str
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class Publish:
+    tenant_id: str
+    table_name: str
+    datasource: str
+    site: str | None
+    project: str | None
+    mode: str | None  # the publisher's mode: replace, create, update
+    batch_id: str
+    job_id: str | None
+    finish_code: int | None
+    status: str
+    at: datetime
+    version_updated_at: datetime | None  # None for a replace: it carried the version of its time
+
+
+@dataclass(frozen=True)
+class Trail:
+    xero_id: str
+    versions: list[Version]
+    events: list[WebhookEvent]
+    publishes: list[Publish]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.versions or self.events or self.publishes)
+
+
+def trail(engine: Engine, xero_id: str) -> Trail:
+    """Everything the state DB knows about one Xero record, oldest first."""
+    wanted = xero_id.strip().lower()
+    v, e = xero_record_versions, xero_webhook_events
+    b, d = tableau_publish_batches, tableau_published_documents
+    with engine.connect() as conn:
+        versions = [
+            Version(
+                r.tenant_id,
+                r.entity,
+                _aware(r.updated_at_utc) or datetime.min.replace(tzinfo=UTC),
+                r.status,
+                _aware(r.fetched_at) or datetime.min.replace(tzinfo=UTC),
+                r.run_id,
+                r.purpose,
+                r.read_mode,
+            )
+            for r in conn.execute(
+                sa.select(v).where(v.c.xero_id == wanted).order_by(v.c.updated_at_utc, v.c.id)
+            )
+        ]
+        events = [
+            WebhookEvent(
+                r.tenant_id,
+                r.category,
+                r.event_type,
+                _aware(r.event_time) or datetime.min.replace(tzinfo=UTC),
+                _aware(r.received_at) or datetime.min.replace(tzinfo=UTC),
+                r.status,
+                r.run_id,
+            )
+            for r in conn.execute(
+                sa.select(e).where(e.c.resource_id == wanted).order_by(e.c.event_time, e.c.id)
+            )
+        ]
+        carried = conn.execute(
+            sa.select(b, d.c.updated_at_utc.label("version_updated_at"))
+            .join(d, d.c.batch_id == b.c.batch_id)
+            .where(d.c.document_id == wanted)
+        ).all()
+        publishes = [_publish(r, _aware(r.version_updated_at)) for r in carried]
+        tenants = {x.tenant_id for x in versions}
+        if versions:
+            # A replace carries every document of its tables, so each one after the record was
+            # first seen carried some version of it.
+            first_seen = min(x.fetched_at for x in versions)
+            tables = {ENTITY_TABLES[x.entity] for x in versions if x.entity in ENTITY_TABLES}
+            replaced = conn.execute(
+                sa.select(b).where(
+                    b.c.tenant_id.in_(tenants),
+                    b.c.table_name.in_(tables),
+                    b.c.batch_id.like("%:replace:%"),
+                    b.c.updated_at >= first_seen,
+                )
+            ).all()
+            publishes += [_publish(r, None) for r in replaced]
+    publishes.sort(key=lambda p: p.at)
+    return Trail(wanted, versions, events, publishes)
+
+
+def _publish(row: Any, version_updated_at: datetime | None) -> Publish:
+    return Publish(
+        tenant_id=row.tenant_id or "",
+        table_name=row.table_name or "",
+        datasource=row.datasource_name,
+        site=row.site,
+        project=row.project,
+        mode=row.mode,
+        batch_id=row.batch_id,
+        job_id=row.job_id,
+        finish_code=row.finish_code,
+        status=row.status,
+        at=_aware(row.updated_at) or datetime.min.replace(tzinfo=UTC),
+        version_updated_at=version_updated_at,
+    )
+
+
+def _t(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z" if moment else "-"
+
+
+def format_trail(found: Trail) -> str:
+    """The trail as a controller reads it: versions, webhooks, publishes, each with its proof."""
+    if not found.found:
+        return f"{found.xero_id}: nothing recorded (not synced yet, or not a Xero id we read)"
+    lines = [f"Audit trail of Xero record {found.xero_id}", ""]
+    lines.append(f"Versions synced ({len(found.versions)}):")
+    for x in found.versions:
+        lines.append(
+            f"  UpdatedDateUTC {_t(x.updated_at_utc)}  {x.entity} {x.status or ''}  "
+            f"fetched {_t(x.fetched_at)}  run {x.run_id or '-'} ({x.purpose or '-'}, "
+            f"read by {x.read_mode or '-'})  tenant {x.tenant_id}"
+        )
+    lines.append(f"Webhook events ({len(found.events)}):")
+    for ev in found.events:
+        lines.append(
+            f"  {ev.category} {ev.event_type} at {_t(ev.event_time)}  received "
+            f"{_t(ev.received_at)}  {ev.status}  run {ev.run_id or '-'}"
+        )
+    lines.append(f"Tableau publishes ({len(found.publishes)}):")
+    for pub in found.publishes:
+        version = (
+            f"version {_t(pub.version_updated_at)}"
+            if pub.version_updated_at
+            else "every document (replace)"
+        )
+        lines.append(
+            f"  {_t(pub.at)}  {pub.site or 'Default'}/{pub.project or '-'}/{pub.datasource} "
+            f"({pub.table_name})  {pub.mode or '-'}  {version}  job {pub.job_id or '-'} "
+            f"finish code {pub.finish_code if pub.finish_code is not None else '-'}  {pub.status}"
+        )
+    return "\n".join(lines)
