@@ -1,6 +1,7 @@
 """Reading Xero's transactional entities into the raw lake (no dagster here).
 
-Two ways, both ending in day partitions (``store.raw_lake``) keyed by each record's current
+:func:`sync_entity` is one raw run (what the raw assets execute). Two ways to read, both ending
+in day partitions (``store.raw_lake``) keyed by each record's current
 ``UpdatedDateUTC``:
 
 - :func:`read_window_into_lake`: one paged If-Modified-Since read over a range of days, each day
@@ -14,7 +15,7 @@ Two ways, both ending in day partitions (``store.raw_lake``) keyed by each recor
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,12 +24,19 @@ from typing import Any
 import pyarrow as pa
 
 from xero_tableau.store import raw_lake
+from xero_tableau.store.audit import record_versions
+from xero_tableau.store.event_queue import EventQueue
 from xero_tableau.transform.raw import flatten
+from xero_tableau.webhooks.planner import choose_read
 from xero_tableau.xero.client import ID_FIELDS, XeroClient, updated_ms
+from xero_tableau.xero.connection import XeroConnection
 
 #: Extra query parameters per endpoint: archived contacts are soft deletes, so read them too.
 EXTRA_PARAMS: dict[str, dict[str, str | int]] = {"Contacts": {"includeArchived": "true"}}
 PREVIEW_ROWS = 5
+# After a run that rewrote more day partitions than this (a backfill, the sweep), refresh the
+# entity's compacted copy so normalize reads one file instead of every day folder.
+COMPACT_AFTER = 8
 #: Called with (tenant, endpoint, documents written) after each day is written: the audit trail.
 AuditHook = Callable[[str, str, pa.Table], None]
 
@@ -142,3 +150,96 @@ def window_estimate(
     now plus the changed records (which may be new)."""
     held = sum(raw_lake.day_document_count(lake, tenant_id, endpoint, day) for day in days)
     return held + changed
+
+
+@dataclass
+class RawRun:
+    """What one raw run read and wrote, for its Dagster metadata."""
+
+    totals: ReadTotals = field(default_factory=ReadTotals)
+    windows: list[str] = field(default_factory=list)
+    modes: set[str] = field(default_factory=set)
+
+
+def sync_entity(
+    conn: XeroConnection,
+    lake: Path,
+    endpoint: str,
+    days_by_tenant: Mapping[str, Sequence[date]],
+    *,
+    run_id: str | None,
+    purpose: str,
+    webhook_batch: str | None,
+    page_size: int,
+    log: Callable[[str], None] = lambda _m: None,
+    debug: Callable[[str], None] = lambda _m: None,
+    warn: Callable[[str], None] = lambda _m: None,
+) -> RawRun:
+    """One raw run of ``endpoint`` over each tenant's days: what the raw assets execute.
+
+    A run for a webhook batch (``webhook_batch``, the sensor's run key) reads the changed records
+    by id or the days' window, whichever costs fewer calls (``webhooks.planner.choose_read``);
+    every other run reads the window. Each version written is noted in the audit trail."""
+    result = RawRun()
+
+    def audit(mode: str) -> AuditHook:
+        def note(tenant_id: str, entity: str, documents: pa.Table) -> None:
+            record_versions(
+                conn.engine,
+                tenant_id,
+                entity,
+                documents,
+                run_id=run_id,
+                purpose=purpose,
+                read_mode=mode,
+            )
+
+        return note
+
+    changed: list[str] = []
+    if webhook_batch:
+        covered = EventQueue(conn.engine).of_run(webhook_batch)
+        changed = sorted({e.resource_id for e in covered})
+        log(f"webhook batch {webhook_batch}: {len(covered)} event(s), {len(changed)} changed")
+    for tenant_id, days in days_by_tenant.items():
+        result.windows.append(f"{tenant_id}: {days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}")
+        mode = "window"
+        if webhook_batch:
+            estimate = window_estimate(lake, tenant_id, endpoint, days, len(changed))
+            plan = choose_read(endpoint, len(changed), estimate, page_size)
+            mode = plan.mode
+            ids_calls = plan.ids_calls if plan.ids_calls is not None else "-"
+            log(
+                f"{endpoint} for {tenant_id}: by {plan.mode} "
+                f"(window ~{plan.window_calls} call(s), ids {ids_calls})"
+            )
+        result.modes.add(mode)
+        if mode == "ids":
+            written = read_ids_into_lake(
+                conn.client,
+                lake,
+                tenant_id,
+                endpoint,
+                changed,
+                totals=result.totals,
+                warn=warn,
+                audit=audit("ids"),
+            )
+            log(f"merged into {', '.join(map(str, written)) or 'no day'}")
+        else:
+            log(f"{endpoint} for {tenant_id}: {len(days)} day(s) from {days[0]}")
+            read_window_into_lake(
+                conn.client,
+                lake,
+                tenant_id,
+                endpoint,
+                days,
+                totals=result.totals,
+                log=debug,
+                warn=warn,
+                audit=audit("window"),
+            )
+    if result.totals.partitions > COMPACT_AFTER:
+        for tenant_id in days_by_tenant:
+            raw_lake.compact_entity(lake, tenant_id, endpoint)
+    return result

@@ -11,21 +11,10 @@ each into its day; the reading itself lives in ``xero_tableau.raw_sync``.
 """
 
 import dagster as dg
-import pyarrow as pa
 
 from xero_tableau.defs.partitions import days_by_tenant, tenant_days
 from xero_tableau.defs.resources import XeroResource
-from xero_tableau.raw_sync import (
-    AuditHook,
-    ReadTotals,
-    read_ids_into_lake,
-    read_window_into_lake,
-    window_estimate,
-)
-from xero_tableau.store import raw_lake
-from xero_tableau.store.audit import record_versions
-from xero_tableau.store.event_queue import EventQueue
-from xero_tableau.webhooks.planner import choose_read
+from xero_tableau.raw_sync import sync_entity
 
 # endpoint -> asset name; the order is the order the sync reads them in.
 RAW_ENTITIES = {
@@ -41,9 +30,6 @@ WEBHOOK_ENTITIES = ("Invoices", "CreditNotes", "Contacts")  # the rest must be p
 #: Run tag naming the webhook batch (the sensor's run key) a run reads for.
 WEBHOOK_BATCH_TAG = "xero/webhook_batch"
 PREVIEW_ROWS = 5
-# After a run that rewrote more day partitions than this (a backfill, the sweep), refresh the
-# entity's compacted copy so normalize reads one file instead of every day folder.
-COMPACT_AFTER = 8
 
 
 def raw_asset_key(endpoint: str) -> dg.AssetKey:
@@ -67,84 +53,25 @@ def build_raw_asset(endpoint: str, name: str) -> dg.AssetsDefinition:
         if name in settings.disabled_entities:
             context.log.info(f"{endpoint} is switched off (XT_DISABLED_ENTITIES): nothing read")
             return dg.MaterializeResult(metadata={"disabled": True, "dagster/row_count": 0})
-        lake = settings.lake_dir
-        totals = ReadTotals()
-        windows: list[str] = []
-        modes: list[str] = []
-        batch_key = context.run.tags.get(WEBHOOK_BATCH_TAG)
-        purpose = context.run.tags.get("xero/purpose", "backfill")
         tenants = days_by_tenant(context.partition_keys)
+        batch_key = context.run.tags.get(WEBHOOK_BATCH_TAG)
         with xero.connection() as conn:
-            engine = conn.engine
-
-            def audit_with(mode: str) -> AuditHook:
-                def note(tenant_id: str, entity: str, documents: pa.Table) -> None:
-                    record_versions(
-                        engine,
-                        tenant_id,
-                        entity,
-                        documents,
-                        run_id=context.run.run_id,
-                        purpose=purpose,
-                        read_mode=mode,
-                    )
-
-                return note
-
-            changed_ids: list[str] = []
-            if batch_key:
-                covered = EventQueue(conn.engine).of_run(batch_key)
-                changed_ids = sorted({e.resource_id for e in covered})
-                context.log.info(
-                    f"webhook batch {batch_key}: {len(covered)} event(s), "
-                    f"{len(changed_ids)} {endpoint} changed"
-                )
-            for tenant_id, days in tenants.items():
-                windows.append(f"{tenant_id}: {days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}")
-                mode = "window"
-                if batch_key:
-                    estimate = window_estimate(lake, tenant_id, endpoint, days, len(changed_ids))
-                    plan = choose_read(
-                        endpoint, len(changed_ids), estimate, settings.xero_page_size
-                    )
-                    mode = plan.mode
-                    context.log.info(
-                        f"{endpoint} for {tenant_id}: by {plan.mode} (window ~{plan.window_calls}"
-                        f" call(s), ids {plan.ids_calls if plan.ids_calls is not None else '-'})"
-                    )
-                modes.append(mode)
-                if mode == "ids":
-                    written = read_ids_into_lake(
-                        conn.client,
-                        lake,
-                        tenant_id,
-                        endpoint,
-                        changed_ids,
-                        totals=totals,
-                        warn=context.log.warning,
-                        audit=audit_with("ids"),
-                    )
-                    context.log.info(f"merged into {', '.join(map(str, written)) or 'no day'}")
-                else:
-                    context.log.info(
-                        f"{endpoint} for {tenant_id}: {len(days)} day(s) from {days[0]}"
-                    )
-                    read_window_into_lake(
-                        conn.client,
-                        lake,
-                        tenant_id,
-                        endpoint,
-                        days,
-                        totals=totals,
-                        log=context.log.debug,
-                        warn=context.log.warning,
-                        audit=audit_with("window"),
-                    )
-            if totals.partitions > COMPACT_AFTER:
-                for tenant_id in tenants:
-                    raw_lake.compact_entity(lake, tenant_id, endpoint)
+            run = sync_entity(
+                conn,
+                settings.lake_dir,
+                endpoint,
+                tenants,
+                run_id=context.run.run_id,
+                purpose=context.run.tags.get("xero/purpose", "backfill"),
+                webhook_batch=batch_key,
+                page_size=settings.xero_page_size,
+                log=context.log.info,
+                debug=context.log.debug,
+                warn=context.log.warning,
+            )
             stats = conn.client.stats
             usage = {tid: conn.limiter.usage(tid) for tid in tenants}
+        totals = run.totals
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": totals.records,
@@ -153,8 +80,8 @@ def build_raw_asset(endpoint: str, name: str) -> dg.AssetsDefinition:
                 "quarantined": totals.rejected,
                 "partitions_written": totals.partitions,
                 "partitions_empty": totals.emptied,
-                "window": "\n".join(windows),
-                "read_mode": ", ".join(sorted(set(modes))) or "window",
+                "window": "\n".join(run.windows),
+                "read_mode": ", ".join(sorted(run.modes)) or "window",
                 "webhook_batch": batch_key or "",
                 "xero/calls": stats.calls,
                 "xero/http_429": stats.http_429,
