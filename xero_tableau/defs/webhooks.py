@@ -19,9 +19,11 @@ run that covered it succeeded. Facts, dimensions and the Tableau publish follow 
 partitions by declarative automation (``defs/automation.py``).
 """
 
+import functools
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+from sqlalchemy.engine import Engine
 
 from xero_tableau.defs.partitions import HISTORY_START, XERO_TENANTS, day_range_tags
 from xero_tableau.defs.raw_assets import WEBHOOK_BATCH_TAG, raw_asset_key
@@ -57,6 +59,13 @@ def webhook_run_request(
     )
 
 
+@functools.cache
+def _engine(url: str) -> Engine:
+    """One engine (and connection pool) per state DB for the life of the code server: the
+    sensor ticks every few seconds and need not reconnect or re-check the schema each time."""
+    return connect(url)
+
+
 def backoff(retry_seconds: int, attempts: int) -> timedelta:
     """Wait before retrying events whose run failed ``attempts`` times before this failure."""
     return min(timedelta(seconds=retry_seconds * 2 ** min(attempts, 20)), MAX_BACKOFF)
@@ -80,62 +89,59 @@ def xero_webhook_sensor(
     requests: list[dg.RunRequest] = []
     busy: set[tuple[str, str]] = set()
     settled = {"done": 0, "retried": 0, "asked_again": 0}
-    engine = connect(settings.database_url)
-    try:
-        queue = EventQueue(engine)
-        for batch in queue.in_flight():
-            endpoint = CATEGORY_ENDPOINTS[batch.category]
-            runs = context.instance.get_runs(
-                filters=dg.RunsFilter(tags={WEBHOOK_BATCH_TAG: batch.run_key}), limit=1
-            )
-            if not runs:
-                days = event_days(batch.first_event_time) | event_days(batch.last_event_time)
-                requests.append(
-                    webhook_run_request(
-                        batch.tenant_id,
-                        endpoint,
-                        min(days),
-                        max(days),
-                        batch.run_key,
-                        len(batch.event_ids),
-                        now.date(),
-                    )
-                )
-                busy.add((batch.tenant_id, endpoint))
-                settled["asked_again"] += 1
-            elif runs[0].status == dg.DagsterRunStatus.SUCCESS:
-                settled["done"] += queue.succeeded(batch.run_key, runs[0].run_id, now)
-            elif runs[0].status in _FAILED:
-                attempts = max(e.attempts for e in queue.of_run(batch.run_key))
-                wait = backoff(settings.webhook_retry_seconds, attempts)
-                settled["retried"] += queue.failed(batch.run_key, runs[0].run_id, now + wait)
-                context.log.warning(
-                    f"run {runs[0].run_id} for {batch.run_key} ended {runs[0].status.value}: "
-                    f"its {len(batch.event_ids)} event(s) are retried after {wait}"
-                )
-            else:
-                busy.add((batch.tenant_id, endpoint))
-
-        new = queue.pending(after_id=cursor, limit=EVENTS_PER_TICK)
-        returned = queue.returned(up_to_id=cursor, now=now, limit=EVENTS_PER_TICK)
-        tenants = set(context.instance.get_dynamic_partitions(XERO_TENANTS))
-        planned, held = plan_runs(returned + new, busy, tenants)
-        for run in planned:
-            queue.request(run.event_ids, run.run_key, now)
+    engine = _engine(settings.database_url)
+    queue = EventQueue(engine)
+    for batch in queue.in_flight():
+        endpoint = CATEGORY_ENDPOINTS[batch.category]
+        runs = context.instance.get_runs(
+            filters=dg.RunsFilter(tags={WEBHOOK_BATCH_TAG: batch.run_key}), limit=1
+        )
+        if not runs:
+            days = event_days(batch.first_event_time) | event_days(batch.last_event_time)
             requests.append(
                 webhook_run_request(
-                    run.tenant_id,
-                    run.endpoint,
-                    run.first_day,
-                    run.last_day,
-                    run.run_key,
-                    len(run.event_ids),
+                    batch.tenant_id,
+                    endpoint,
+                    min(days),
+                    max(days),
+                    batch.run_key,
+                    len(batch.event_ids),
                     now.date(),
                 )
             )
-        next_cursor = max([cursor, *(e.id for e in new)])
-    finally:
-        engine.dispose()
+            busy.add((batch.tenant_id, endpoint))
+            settled["asked_again"] += 1
+        elif runs[0].status == dg.DagsterRunStatus.SUCCESS:
+            settled["done"] += queue.succeeded(batch.run_key, runs[0].run_id, now)
+        elif runs[0].status in _FAILED:
+            attempts = max(e.attempts for e in queue.of_run(batch.run_key))
+            wait = backoff(settings.webhook_retry_seconds, attempts)
+            settled["retried"] += queue.failed(batch.run_key, runs[0].run_id, now + wait)
+            context.log.warning(
+                f"run {runs[0].run_id} for {batch.run_key} ended {runs[0].status.value}: "
+                f"its {len(batch.event_ids)} event(s) are retried after {wait}"
+            )
+        else:
+            busy.add((batch.tenant_id, endpoint))
+
+    new = queue.pending(after_id=cursor, limit=EVENTS_PER_TICK)
+    returned = queue.returned(up_to_id=cursor, now=now, limit=EVENTS_PER_TICK)
+    tenants = set(context.instance.get_dynamic_partitions(XERO_TENANTS))
+    planned, held = plan_runs(returned + new, busy, tenants)
+    for run in planned:
+        queue.request(run.event_ids, run.run_key, now)
+        requests.append(
+            webhook_run_request(
+                run.tenant_id,
+                run.endpoint,
+                run.first_day,
+                run.last_day,
+                run.run_key,
+                len(run.event_ids),
+                now.date(),
+            )
+        )
+    next_cursor = max([cursor, *(e.id for e in new)])
 
     summary = (
         f"{len(new)} new event(s), {len(returned)} returned, {len(planned)} run(s) asked for, "
