@@ -78,7 +78,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=4000, help="invoice lines in the org")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="xt-latency-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="xt-latency-", ignore_cleanup_errors=True) as tmp:
         home = Path(tmp) / "home"
         stack = start_live_stack(
             home, data=GeneratorConfig(tenants=1, invoice_lines=args.lines), say=print

@@ -124,8 +124,14 @@ class LiveStack:
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            _kill_group(process.pid, signal.SIGKILL)
             process.wait(10)
+        # Its code server and run workers share the group: none may outlive it (they would keep
+        # writing under DAGSTER_HOME).
+        deadline = time.monotonic() + 10
+        while _kill_group(process.pid, signal.SIGTERM) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _kill_group(process.pid, signal.SIGKILL)
 
     def stop(self) -> None:
         self.stop_dagster()
@@ -133,6 +139,15 @@ class LiveStack:
         self.engine.dispose()
         self.tableau.stop()
         self.xero.stop()
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> bool:
+    """Signal a process group; False when no process is left in it."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def start_live_stack(
