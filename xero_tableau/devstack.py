@@ -38,7 +38,9 @@ from xero_tableau.store.db import connect as connect_db
 from xero_tableau.webhooks.receiver import WEBHOOK_PATH, build_receiver
 
 # The instance `dev`, the demo and these stacks use: SQLite under DAGSTER_HOME, runs dequeued
-# every second (the default is slower; a webhook's change should not wait on the queue).
+# every second (the default is slower; a webhook's change should not wait on the queue), and, as
+# in deploy/dagster.yaml, one raw run per tenant at a time (webhook runs, polls and the sweep of
+# one tenant would otherwise rewrite the same day partitions at once).
 DAGSTER_YAML = """\
 # The embedded default instance: SQLite under DAGSTER_HOME (made by xero-tableau).
 run_coordinator:
@@ -46,6 +48,10 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     dequeue_interval_seconds: 1
+    tag_concurrency_limits:
+      - key: xero/tenant
+        value: {applyLimitPerUniqueValue: true}
+        limit: 1
 telemetry:
   enabled: false
 """
