@@ -6,9 +6,15 @@ once and in no particular order, so every event gets a ``dedupe_key`` and a batc
 "insert, ignore on conflict" in one transaction: a re-delivered batch, or a batch that overlaps an
 earlier one, inserts only what is new and the answer to Xero stays 200.
 
-Events of a tenant this installation does not know (not in ``xero_tenants``) and SUBSCRIPTION
-events (about the app, not an organisation) are stored with status "ignored": recorded, so an
-operator can see them, but never acted on.
+Events of a tenant this installation does not know (not an active tenant in ``xero_tenants``)
+and SUBSCRIPTION events (about the app, not an organisation) are stored with status "ignored":
+recorded, so an operator can see them, but never acted on.
+
+The life of an actionable event, driven by the webhook sensor (``defs/webhooks.py``):
+``pending`` -> :meth:`EventQueue.request` (``requested`` under a run key) -> either
+:meth:`EventQueue.succeeded` (``done``, with the run id) or :meth:`EventQueue.failed` (back to
+``pending``, one attempt more, not before the backoff; :meth:`EventQueue.returned` hands it out
+again). Nothing is marked done before a run that covered it succeeded.
 """
 
 import hashlib
