@@ -343,3 +343,23 @@ def test_a_change_whose_webhook_never_came_is_read_by_the_safety_poll(world: Wor
         assert _lake_today(world, tenant, "Invoices")[invoice]["Reference"] == "no webhook came"
     finally:
         assert webhooks.subscribe(world.receiver_url, DEMO_WEBHOOK_KEY).status == "OK"
+
+
+def test_a_tick_whose_result_was_lost_asks_for_the_same_run_again(world: World) -> None:
+    """The daemon dies after the sensor marked events requested but before it stored the cursor
+    or launched the run: the next tick (old cursor) asks for the same run key, nothing twice."""
+    world.drain()
+    tenant = world.tenants[1]
+    invoice = _invoice_ids(world, tenant)[3]
+    world.writer.update(tenant, "Invoices", invoice, {"Reference": "tick lost"})
+    world.flush()
+    before = world.cursor
+    (lost,) = world.tick()
+    world.cursor = before  # the tick's result never reached the daemon's storage
+    (again,) = world.tick()
+    assert again.run_key == lost.run_key and again.tags == lost.tags
+    assert len(world.queue.of_run(lost.run_key or "")) == 1
+    world.execute(again)
+    assert world.tick() == []
+    assert _status(world, lost.run_key or "") == {"done"}
+    assert _lake_today(world, tenant, "Invoices")[invoice]["Reference"] == "tick lost"
