@@ -91,15 +91,11 @@ class LiveStack:
     tenants: list[str]
     dagster: subprocess.Popen | None = None
 
-    @property
-    def webhook_url(self) -> str:
-        return self.receiver.base_url + WEBHOOK_PATH
-
     def start_dagster(
         self, kind: Literal["daemon", "dev"] = "daemon", port: int = 3000
     ) -> subprocess.Popen:
-        """Start the Dagster daemon (or ``dagster dev``) on this stack; output to
-        ``<home>/logs/dagster-<kind>.log``."""
+        """Start the Dagster daemon (its output in ``<home>/logs/dagster-daemon.log``) or
+        ``dagster dev`` (on this terminal) on this stack."""
         dagster_home = Path(self.env["DAGSTER_HOME"])
         prepare_dagster_home(dagster_home)
         workspace = dagster_home / "workspace.yaml"
@@ -110,28 +106,33 @@ class LiveStack:
         else:
             command = [str(bin_dir / "dagster"), "dev", "-w", str(workspace)]
             command += ["-h", "127.0.0.1", "-p", str(port)]
+        env = {**os.environ, **self.env}
+        if kind == "dev":
+            self.dagster = subprocess.Popen(command, env=env, start_new_session=True)
+            return self.dagster
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        with (logs / f"dagster-{kind}.log").open("ab") as out:
+        with (logs / "dagster-daemon.log").open("ab") as out:
             self.dagster = subprocess.Popen(
                 command,
-                env={**os.environ, **self.env},
-                stdout=out if kind == "daemon" else None,
-                stderr=subprocess.STDOUT if kind == "daemon" else None,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # stopped as a group: code server and runs too
             )
         return self.dagster
 
     def stop_dagster(self, timeout: float = 60.0) -> None:
         process, self.dagster = self.dagster, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        os.killpg(process.pid, signal.SIGTERM)  # Dagster shuts its threads down on SIGTERM
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process.pid, signal.SIGKILL)
-            process.wait(10)
+        if process.poll() is None:
+            _kill_group(process.pid, signal.SIGTERM)  # Dagster shuts down cleanly on SIGTERM
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(process.pid, signal.SIGKILL)
+                process.wait(10)
         # Its code server and run workers share the group: none may outlive it (they would keep
         # writing under DAGSTER_HOME).
         deadline = time.monotonic() + 10

@@ -4,7 +4,6 @@
 ``connect`` (consent on a local callback, code exchange, encrypted token store, tenant registry).
 """
 
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,18 +11,13 @@ from pathlib import Path
 import dagster as dg
 
 from xero_tableau.cli import connect, sandbox_env
+from xero_tableau.devstack import free_port
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.server import RunningXeroSandbox, start_xero_sandbox
 from xero_tableau.sandbox.xero_app import XeroSandbox, XeroSandboxConfig
 from xero_tableau.settings import Settings
 from xero_tableau.store.tenants import KnownTenant
 from xero_tableau.sync import QUIET_RUN_CONFIG
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
