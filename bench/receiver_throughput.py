@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY
+from xero_tableau.sandbox.server import free_port
 from xero_tableau.sandbox.webhooks import sign
 from xero_tableau.store.db import connect
 from xero_tableau.store.event_queue import EventQueue
@@ -44,12 +44,6 @@ def _serve(db_url: str, port: int) -> None:
 
     app = build_receiver(connect(db_url), DEMO_WEBHOOK_KEY)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _bodies(count: int) -> list[tuple[bytes, str]]:
@@ -152,7 +146,7 @@ def main() -> None:
         db_url = f"sqlite:///{Path(folder) / 'state.db'}"
         engine = connect(db_url)
         record_connections(engine, [(TENANT, "Bench Org", "ORGANISATION", str(uuid.uuid4()))])
-        port = _free_port()
+        port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         child = subprocess.Popen(

@@ -14,7 +14,6 @@ Nothing here changes ``os.environ``: :attr:`LiveStack.env` is the environment th
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,12 @@ from sqlalchemy.engine import Engine
 
 from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY
 from xero_tableau.sandbox.generator import GeneratorConfig
-from xero_tableau.sandbox.server import RunningXeroSandbox, ServedApp, start_xero_sandbox
+from xero_tableau.sandbox.server import (
+    RunningXeroSandbox,
+    ServedApp,
+    free_port,
+    start_xero_sandbox,
+)
 from xero_tableau.sandbox.tableau_app import (
     RunningTableauSandbox,
     TableauSandboxConfig,
@@ -72,12 +76,6 @@ def prepare_dagster_home(path: Path) -> None:
     config = path / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from xero_tableau.sandbox.server import free_port
+
 
 def server_binaries() -> Path | None:
     """The folder holding initdb and pg_ctl, or None when PostgreSQL is not installed."""
@@ -27,12 +29,6 @@ def server_binaries() -> Path | None:
         if (Path(folder) / "pg_ctl").exists() and (Path(folder) / "initdb").exists():
             return Path(folder)
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -46,7 +42,7 @@ def temporary_postgres() -> Iterator[str]:
         )
     root = Path(tempfile.mkdtemp(prefix="xt-postgres-"))
     data = root / "data"
-    port = _free_port()
+    port = free_port()
     as_user: list[str] = []
     if os.geteuid() == 0:
         shutil.chown(root, user="nobody")

@@ -7,6 +7,7 @@ call; tests, the demo and ``xero-tableau sandbox`` all use it.
 
 import gc
 import logging
+import socket
 import threading
 import time
 from types import TracebackType
@@ -19,6 +20,13 @@ from xero_tableau.sandbox.generator import GeneratorConfig, generate
 from xero_tableau.sandbox.xero_app import XeroSandbox, XeroSandboxConfig
 
 log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for servers that need a known port up front)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class ServedApp:

@@ -14,7 +14,7 @@ No dagster here.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from xero_tableau.store.db import (
+    as_utc,
     insert_or_ignore,
     tableau_publish_batches,
     tableau_published_documents,
@@ -41,12 +42,6 @@ ENTITY_TABLES: dict[str, str] = {
     "PurchaseOrders": "fct_purchase_order_lines",
     "Contacts": "dim_contacts",
 }
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _insert_many(
@@ -202,9 +197,9 @@ def trail(engine: Engine, xero_id: str) -> Trail:
             Version(
                 r.tenant_id,
                 r.entity,
-                _aware(r.updated_at_utc) or datetime.min.replace(tzinfo=UTC),
+                as_utc(r.updated_at_utc),
                 r.status,
-                _aware(r.fetched_at) or datetime.min.replace(tzinfo=UTC),
+                as_utc(r.fetched_at),
                 r.run_id,
                 r.purpose,
                 r.read_mode,
@@ -218,8 +213,8 @@ def trail(engine: Engine, xero_id: str) -> Trail:
                 r.tenant_id,
                 r.category,
                 r.event_type,
-                _aware(r.event_time) or datetime.min.replace(tzinfo=UTC),
-                _aware(r.received_at) or datetime.min.replace(tzinfo=UTC),
+                as_utc(r.event_time),
+                as_utc(r.received_at),
                 r.status,
                 r.run_id,
             )
@@ -232,7 +227,10 @@ def trail(engine: Engine, xero_id: str) -> Trail:
             .join(d, d.c.batch_id == b.c.batch_id)
             .where(d.c.document_id == wanted)
         ).all()
-        publishes = [_publish(r, _aware(r.version_updated_at)) for r in carried]
+        publishes = [
+            _publish(r, as_utc(r.version_updated_at) if r.version_updated_at else None)
+            for r in carried
+        ]
         tenants = {x.tenant_id for x in versions}
         if versions:
             # A replace carries every document of its tables, so each one after the record was
@@ -264,7 +262,7 @@ def _publish(row: Any, version_updated_at: datetime | None) -> Publish:
         job_id=row.job_id,
         finish_code=row.finish_code,
         status=row.status,
-        at=_aware(row.updated_at) or datetime.min.replace(tzinfo=UTC),
+        at=as_utc(row.updated_at),
         version_updated_at=version_updated_at,
     )
 

@@ -4,6 +4,7 @@ One module declares every table so the schema can be read in one place. ``connec
 tables that are missing (the schema only grows; a migration tool can come when it first changes).
 """
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A timestamp read back from the state DB, as aware UTC: SQLite hands them back naive, and
+    every one was written in UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def insert_or_ignore(engine: Engine, table: sa.Table) -> Any:

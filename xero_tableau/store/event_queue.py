@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from xero_tableau.store.db import insert_or_ignore, xero_webhook_events
+from xero_tableau.store.db import as_utc, insert_or_ignore, xero_webhook_events
 
 EventStatus = Literal["pending", "requested", "done", "ignored"]
 STATUSES: tuple[str, ...] = get_args(EventStatus)
@@ -147,11 +147,6 @@ def parse_payload(payload: Any) -> list[ParsedEvent]:
     return [parse_event(event) for event in events]
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 @dataclass(frozen=True)
 class QueueHealth:
     """What ``doctor`` reports about the queue."""
@@ -180,7 +175,7 @@ class EventQueue:
         Raw event dicts are validated (EventShapeError before anything is written). Duplicates
         are events already stored or repeated within the batch."""
         parsed = [e if isinstance(e, ParsedEvent) else parse_event(e) for e in events]
-        received_at = _aware(received_at).astimezone(UTC)
+        received_at = as_utc(received_at)
         known = {tenant.lower() for tenant in known_tenants}
         rows: dict[str, dict[str, Any]] = {}
         for event in parsed:
@@ -226,8 +221,8 @@ class EventQueue:
                 category=row["category"],
                 event_type=row["event_type"],
                 resource_id=row["resource_id"],
-                event_time=_aware(row["event_time"]),
-                received_at=_aware(row["received_at"]),
+                event_time=as_utc(row["event_time"]),
+                received_at=as_utc(row["received_at"]),
                 tenant_known=bool(row["tenant_known"]),
                 status=row["status"],
                 run_id=row["run_id"],
@@ -305,9 +300,9 @@ class EventQueue:
                 tenant_id=rows[0].tenant_id,
                 category=rows[0].category,
                 event_ids=tuple(r.id for r in rows),
-                first_event_time=min(_aware(r.event_time) for r in rows),
-                last_event_time=max(_aware(r.event_time) for r in rows),
-                requested_at=min(_aware(r.requested_at) for r in rows),
+                first_event_time=min(as_utc(r.event_time) for r in rows),
+                last_event_time=max(as_utc(r.event_time) for r in rows),
+                requested_at=min(as_utc(r.requested_at) for r in rows),
             )
             for key, rows in groups.items()
         ]
@@ -381,9 +376,9 @@ class EventQueue:
         return QueueHealth(
             counts=self.counts(),
             unknown_tenants={tenant: int(n) for tenant, n in strangers},
-            oldest_pending=_aware(oldest_at) if oldest_at else None,
+            oldest_pending=as_utc(oldest_at) if oldest_at else None,
             retrying=int(retries or 0),
-            last_received=_aware(last_at) if last_at else None,
+            last_received=as_utc(last_at) if last_at else None,
         )
 
     def counts(self) -> dict[str, int]:

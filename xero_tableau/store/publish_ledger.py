@@ -29,7 +29,7 @@ from typing import Any, Literal, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from xero_tableau.store.db import insert_or_ignore
+from xero_tableau.store.db import as_utc, insert_or_ignore
 from xero_tableau.store.db import tableau_publish_batches as batches
 from xero_tableau.tableau.publish import BatchRecord, PublishOutcome
 
@@ -37,11 +37,6 @@ __all__ = ["DbPublishLedger", "LedgerEntry"]
 
 Status = Literal["pending", "succeeded", "failed"]
 _UNSENT = ""  # request_id of a registered batch that was never attempted
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands timestamps back naive; they were written in UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -269,6 +264,6 @@ def _entry(row: Any) -> LedgerEntry:
         notes=tuple(json.loads(row["notes"] or "[]")),
         rows_sent=row["rows_sent"],
         duration_s=row["duration_s"],
-        created_at=_utc(row["created_at"]),
-        updated_at=_utc(row["updated_at"]),
+        created_at=as_utc(row["created_at"]),
+        updated_at=as_utc(row["updated_at"]),
     )
