@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pantab
 
+from xero_tableau import raw_lake
 from xero_tableau.sandbox.dataset import parse_ms_date
 from xero_tableau.sandbox.generator import GeneratorConfig, generate
-from xero_tableau.store import lake, raw_lake
+from xero_tableau.store import lake
 from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau.transform.normalize import NORMALIZE_COLUMNS, Reference, normalize
 from xero_tableau.transform.raw import flatten

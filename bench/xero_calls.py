@@ -20,11 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from xero_tableau.entities import ENTITIES
 from xero_tableau.sandbox.admin import SandboxWriter
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.xero_app import XeroSandboxConfig
-from xero_tableau.xero.connection import open_xero
+from xero_tableau.xero_connection import open_xero
 from xero_tableau_tests.xero_harness import connected_settings, sandbox_with_callback
+
+INVOICES = ENTITIES["Invoices"]
 
 LINES_PER_INVOICE = 2.25  # the generator's average, to size the data for the invoice target
 SPEED = 60.0
@@ -58,7 +61,7 @@ def main() -> None:
             for entity in entities:
                 before = xero.client.stats.calls
                 t0 = time.monotonic()
-                count = sum(len(page) for page in xero.client.read_all(entity, tenant))
+                count = sum(len(page) for page in xero.client.read_all(ENTITIES[entity], tenant))
                 calls = xero.client.stats.calls - before
                 target = math.ceil(count / 1000) + 2
                 rows.append((entity, count, calls, target, time.monotonic() - t0))
@@ -67,7 +70,7 @@ def main() -> None:
             # The same read by a connector paging 100 at a time.
             xero.client.page_size = 100
             before = xero.client.stats.calls
-            slow_count = sum(len(page) for page in xero.client.read_all("Invoices", tenant))
+            slow_count = sum(len(page) for page in xero.client.read_all(INVOICES, tenant))
             calls_100 = xero.client.stats.calls - before
             xero.client.page_size = 1000
 
@@ -87,7 +90,7 @@ def main() -> None:
             day_count = sum(
                 len(page)
                 for page in xero.client.read_window(
-                    "Invoices", tenant, start, start + timedelta(days=1)
+                    INVOICES, tenant, start, start + timedelta(days=1)
                 )
             )
             calls_day = xero.client.stats.calls - before

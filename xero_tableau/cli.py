@@ -25,13 +25,13 @@ from pathlib import Path
 
 import httpx
 
+from xero_tableau import raw_lake
 from xero_tableau.settings import ConfigError, Settings
-from xero_tableau.store import raw_lake
 from xero_tableau.store.crypto import EncryptionKeyError
-from xero_tableau.store.tenants import KnownTenant, record_connections
-from xero_tableau.xero.connection import open_xero
+from xero_tableau.store.tenants import KnownTenant
 from xero_tableau.xero.consent import run_consent
 from xero_tableau.xero.errors import XeroError
+from xero_tableau.xero_connection import open_xero, record_tenants
 
 
 def _say(message: str = "") -> None:
@@ -58,11 +58,9 @@ def connect(
             opener = follow if follow_with_http else (webbrowser.open if open_browser else None)
             code = run_consent(url, state, settings.xero_redirect_uri, open_url=opener)
             xero.session.connect_with_code(code)
-        tenants = xero.client.connections()
-        known = record_connections(
-            xero.engine, ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants)
-        )
-    _say(f"Connected: {len(tenants)} organisation(s); tokens stored encrypted in the state DB.")
+        known = record_tenants(xero)
+    connected = sum(t.active for t in known)
+    _say(f"Connected: {connected} organisation(s); tokens stored encrypted in the state DB.")
     for tenant in known:
         _say(f"  {tenant.tenant_id}  {tenant.name}{'' if tenant.active else '  (disconnected)'}")
     return [t for t in known if t.active]
@@ -274,13 +272,14 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Every synced version of a Xero record, its webhooks and the Tableau jobs that carried it."""
+    from xero_tableau.entities import PUBLISHED_TABLES
     from xero_tableau.store.audit import format_trail, trail
     from xero_tableau.store.db import connect as connect_db
 
     settings = Settings.from_env()
     engine = connect_db(settings.database_url)
     try:
-        found = trail(engine, args.xero_id)
+        found = trail(engine, args.xero_id, PUBLISHED_TABLES)
     finally:
         engine.dispose()
     _say(format_trail(found))

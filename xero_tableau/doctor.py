@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from xero_tableau.rate_limits import DailyBudgetExhausted
 from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store import db
 from xero_tableau.store.crypto import EncryptionKeyError, load_fernet
 from xero_tableau.store.event_queue import EventQueue
 from xero_tableau.store.tenants import KnownTenant, list_tenants
-from xero_tableau.store.tokens import TokenStore
-from xero_tableau.xero.connection import XeroConnection, open_xero
+from xero_tableau.token_store import TokenStore
 from xero_tableau.xero.errors import ReconsentRequired, XeroError, XeroForbidden
-from xero_tableau.xero.ratelimit import DailyBudgetExhausted
+from xero_tableau.xero_connection import XeroConnection, open_xero
 
 if TYPE_CHECKING:  # tableauserverclient and the Hyper API load only when Tableau is checked
     from xero_tableau.tableau.publish import TableauPublisher

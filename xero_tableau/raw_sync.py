@@ -1,7 +1,7 @@
 """Reading Xero's transactional entities into the raw lake (no dagster here).
 
 :func:`sync_entity` is one raw run (what the raw assets execute). Two ways to read, both ending
-in day partitions (``store.raw_lake``) keyed by each record's current
+in day partitions (``xero_tableau.raw_lake``) keyed by each record's current
 ``UpdatedDateUTC``:
 
 - :func:`read_window_into_lake`: one paged If-Modified-Since read over a range of days, each day
@@ -23,16 +23,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from xero_tableau.store import raw_lake
+from xero_tableau import raw_lake
+from xero_tableau.entities import transactional
 from xero_tableau.store.audit import record_versions
 from xero_tableau.store.event_queue import EventQueue
 from xero_tableau.transform.raw import flatten
 from xero_tableau.webhooks.planner import choose_read
-from xero_tableau.xero.client import ID_FIELDS, XeroClient, updated_ms
-from xero_tableau.xero.connection import XeroConnection
+from xero_tableau.xero.client import XeroClient, updated_ms
+from xero_tableau.xero_connection import XeroConnection
 
-#: Extra query parameters per endpoint: archived contacts are soft deletes, so read them too.
-EXTRA_PARAMS: dict[str, dict[str, str | int]] = {"Contacts": {"includeArchived": "true"}}
 PREVIEW_ROWS = 5
 # After a run that rewrote more day partitions than this (a backfill, the sweep), refresh the
 # entity's compacted copy so normalize reads one file instead of every day folder.
@@ -105,8 +104,7 @@ def read_window_into_lake(
     start, end = day_start(days[0]), day_start(days[-1]) + timedelta(days=1)
     fetched_at = datetime.now(UTC)
     by_day: dict[date, list[dict[str, Any]]] = defaultdict(list)
-    params = EXTRA_PARAMS.get(endpoint, {})
-    for page in client.read_window(endpoint, tenant_id, start, end, **params):
+    for page in client.read_window(transactional(endpoint), tenant_id, start, end):
         for record in page:
             by_day[record_day(record)].append(record)
         log(f"{sum(map(len, by_day.values()))} {endpoint} read so far")
@@ -128,9 +126,10 @@ def read_ids_into_lake(
 ) -> list[date]:
     """Read ``ids`` and merge each record into its current day; returns the days rewritten."""
     fetched_at = datetime.now(UTC)
-    id_field = ID_FIELDS[endpoint]
+    spec = transactional(endpoint)
+    id_field = spec.id_field
     fresh: dict[date, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for record in client.read_ids(endpoint, tenant_id, ids, **EXTRA_PARAMS.get(endpoint, {})):
+    for record in client.read_ids(spec, tenant_id, ids):
         fresh[record_day(record)][str(record[id_field]).lower()] = record
     for day, changed in sorted(fresh.items()):
         kept = [

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xero_tableau.entities import OPTIONAL_ASSET_NAMES
 from xero_tableau.xero.oauth import DEFAULT_SCOPES
 
 AUTH_MODES = ("authorization_code", "client_credentials")
-OPTIONAL_ENTITIES = ("credit_notes", "manual_journals", "purchase_orders")
 PUBLISH_MODES = ("replace", "incremental")
 
 
@@ -104,10 +104,10 @@ class Settings:
             for part in (get("XT_DISABLED_ENTITIES", "") or "").split(",")
             if part.strip()
         )
-        if not disabled <= set(OPTIONAL_ENTITIES):
+        if not disabled <= set(OPTIONAL_ASSET_NAMES):
             raise ConfigError(
-                f"XT_DISABLED_ENTITIES may name only {', '.join(OPTIONAL_ENTITIES)}; "
-                f"got {', '.join(sorted(disabled - set(OPTIONAL_ENTITIES)))}"
+                f"XT_DISABLED_ENTITIES may name only {', '.join(OPTIONAL_ASSET_NAMES)}; "
+                f"got {', '.join(sorted(disabled - set(OPTIONAL_ASSET_NAMES)))}"
             )
         return cls(
             home=home,

@@ -16,20 +16,28 @@ from pathlib import Path
 
 import dagster as dg
 
-from xero_tableau.defs.partitions import HISTORY_START, XERO_TENANTS, day_range_tags
-from xero_tableau.defs.raw_assets import RAW_ENTITIES
-from xero_tableau.defs.reference_assets import REFERENCE_ENTITIES
-from xero_tableau.defs.table_assets import TABLE_KEYS
+from xero_tableau import raw_lake
+from xero_tableau.asset_names import (
+    EXTRACTS_PATH,
+    HISTORY_START,
+    PURPOSE_TAG,
+    XERO_TENANTS,
+    day_range_tags,
+    raw_path,
+    table_path,
+)
+from xero_tableau.entities import REFERENCE, TRANSACTIONAL
 from xero_tableau.settings import Settings
-from xero_tableau.store import raw_lake
-from xero_tableau.store.tenants import KnownTenant, record_connections
-from xero_tableau.xero.connection import open_xero
+from xero_tableau.store.tenants import KnownTenant
+from xero_tableau.transform.schema import TABLES
 from xero_tableau.xero.dates import parse_xero_datetime
+from xero_tableau.xero_connection import open_xero, record_tenants
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-REFERENCE_KEYS = [dg.AssetKey(["xero", "raw", n]) for n, _p in REFERENCE_ENTITIES.values()]
-RAW_KEYS = [dg.AssetKey(["xero", "raw", n]) for n in RAW_ENTITIES.values()]
-EXTRACTS_KEY = dg.AssetKey(["tableau", "extracts"])
+REFERENCE_KEYS = [dg.AssetKey(raw_path(e)) for e in REFERENCE]
+RAW_KEYS = [dg.AssetKey(raw_path(e)) for e in TRANSACTIONAL]
+TABLE_KEYS = {name: dg.AssetKey(table_path(name)) for name in TABLES}
+EXTRACTS_KEY = dg.AssetKey(EXTRACTS_PATH)
 
 
 @dataclass
@@ -48,10 +56,7 @@ class TenantSummary:
 def register_tenants(settings: Settings, instance: dg.DagsterInstance) -> list[KnownTenant]:
     """Read /connections, record the tenants and add any new one as a partition."""
     with open_xero(settings) as xero:
-        tenants = xero.client.connections()
-        known = record_connections(
-            xero.engine, ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants)
-        )
+        known = record_tenants(xero)
     active = [t for t in known if t.active]
     add_tenant_partitions(instance, [t.tenant_id for t in active])
     return active
@@ -130,7 +135,7 @@ def sync_all(
         run(
             f"raw entities {first} .. {today}",
             RAW_KEYS,
-            tags={**day_range_tags(tenant.tenant_id, first, today), "xero/purpose": "sync"},
+            tags={**day_range_tags(tenant.tenant_id, first, today), PURPOSE_TAG: "sync"},
         )
         result = run(
             "tables, checks and .hyper extracts",

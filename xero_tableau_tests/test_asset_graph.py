@@ -12,15 +12,15 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
+from xero_tableau import raw_lake
+from xero_tableau.asset_names import day_range_tags
 from xero_tableau.definitions import defs as load_definitions
-from xero_tableau.defs.partitions import day_range_tags
 from xero_tableau.defs.schedules import xero_sweep
 from xero_tableau.defs.table_assets import TABLE_KEYS
 from xero_tableau.sandbox.admin import SandboxWriter
 from xero_tableau.sandbox.dataset import TenantData
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.settings import ConfigError, Settings
-from xero_tableau.store import raw_lake
 from xero_tableau.sync import EXTRACTS_KEY, RAW_KEYS, sync_all
 from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau_tests.xero_harness import (

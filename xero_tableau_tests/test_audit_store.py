@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from xero_tableau.entities import PUBLISHED_TABLES
 from xero_tableau.store.audit import format_trail, record_published, record_versions, trail
 from xero_tableau.store.db import (
     connect,
@@ -111,7 +112,7 @@ def test_versions_webhooks_and_publishes_of_one_record(engine: Engine) -> None:
     _batch(ledger, "xero_fct_invoice_lines:replace:bbb", "fct_invoice_lines", "job-2")
     _batch(ledger, "xero_fct_payments:replace:ccc", "fct_payments", "job-3")  # another table
 
-    found = trail(engine, INVOICE.upper())
+    found = trail(engine, INVOICE.upper(), PUBLISHED_TABLES)
     assert found.found
     assert [(v.status, v.run_id, v.purpose, v.read_mode) for v in found.versions] == [
         ("AUTHORISED", "r1", "sync", "window"),
@@ -127,5 +128,5 @@ def test_versions_webhooks_and_publishes_of_one_record(engine: Engine) -> None:
         assert needle in text
     assert "job-3" not in text
 
-    nothing = trail(engine, "00000000-0000-0000-0000-000000000000")
+    nothing = trail(engine, "00000000-0000-0000-0000-000000000000", PUBLISHED_TABLES)
     assert not nothing.found and "nothing recorded" in format_trail(nothing)

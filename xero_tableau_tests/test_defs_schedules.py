@@ -4,7 +4,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from xero_tableau.defs.partitions import HISTORY_START, XERO_TENANTS, tenant_days
+from xero_tableau.asset_names import HISTORY_START, XERO_TENANTS
+from xero_tableau.defs.partitions import tenant_days
 from xero_tableau.defs.schedules import (
     POLLED,
     SWEEP_SLICE_DAYS,

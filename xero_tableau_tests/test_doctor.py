@@ -22,7 +22,7 @@ from xero_tableau.sandbox.tableau_app import (
 )
 from xero_tableau.store.db import connect
 from xero_tableau.store.event_queue import EventQueue
-from xero_tableau.xero.connection import open_xero
+from xero_tableau.xero_connection import open_xero
 from xero_tableau_tests.xero_harness import (
     CallbackSandbox,
     connected_settings,

@@ -9,11 +9,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from xero_tableau.defs.reference_assets import organisation
-from xero_tableau.defs.resources import XeroResource
+from xero_tableau.defs.reference_assets import reference_assets
+from xero_tableau.defs.resources import StateResource, XeroResource
 from xero_tableau.store import db
 from xero_tableau.store.crypto import load_fernet
-from xero_tableau.store.tokens import TokenStore
+from xero_tableau.token_store import TokenStore
 from xero_tableau.xero.oauth import TokenSet
 from xero_tableau_tests.xero_harness import (
     CallbackSandbox,
@@ -51,21 +51,25 @@ def test_tokens_never_land_in_plain_text(
         ),
         expected_version=stored.version,
     )
-    for key in ("XT_HOME", "XERO_API_BASE", "XERO_IDENTITY_BASE", "XERO_LOGIN_BASE"):
-        monkeypatch.setenv(key, str(getattr(settings, key.lower()) if key != "XT_HOME" else home))
-    monkeypatch.setenv("XERO_REDIRECT_URI", settings.xero_redirect_uri)
+    # The resources carry every setting: nothing comes from the environment.
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
         instance.add_dynamic_partitions("xero_tenants", [t.tenant_id for t in tenants])
+        (organisation,) = [a for a in reference_assets if a.key.path[-1] == "organisation"]
         result = dg.materialize(
             [organisation],
             instance=instance,
             partition_key=tenants[0].tenant_id,
             resources={
                 "xero": XeroResource(
+                    state=StateResource(home=str(home)),
                     client_id=settings.xero_client_id or "",
                     client_secret=settings.xero_client_secret or "",
+                    api_base=settings.xero_api_base,
+                    identity_base=settings.xero_identity_base,
+                    login_base=settings.xero_login_base,
+                    redirect_uri=settings.xero_redirect_uri,
                 )
             },
         )

@@ -12,8 +12,8 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from xero_tableau.asset_names import day_range_tags
 from xero_tableau.definitions import defs as load_definitions
-from xero_tableau.defs.partitions import day_range_tags
 from xero_tableau.defs.table_assets import TABLE_KEYS
 from xero_tableau.sandbox.admin import SandboxWriter
 from xero_tableau.sandbox.generator import GeneratorConfig

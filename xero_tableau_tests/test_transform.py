@@ -25,19 +25,21 @@ import pyarrow as pa
 import pyarrow.compute as pa_compute
 import pytest
 
+from xero_tableau import raw_lake
+from xero_tableau.entities import TRANSACTIONAL
 from xero_tableau.sandbox.dataset import TenantData, ms_date
 from xero_tableau.sandbox.generator import GeneratorConfig, generate
-from xero_tableau.store import raw_lake
 from xero_tableau.transform.normalize import NORMALIZE_COLUMNS, Reference, normalize
 from xero_tableau.transform.raw import (
     DOCUMENT_SCHEMAS,
     LINE_SCHEMAS,
-    TRANSACTIONAL_ENTITIES,
     empty_batch,
     flatten,
 )
 from xero_tableau.transform.schema import TABLES, arrow_schema, render_schema_markdown
 from xero_tableau.xero.dates import parse_xero_datetime, xero_timezone_to_iana
+
+TRANSACTIONAL_ENTITIES = [e.endpoint for e in TRANSACTIONAL]
 
 # pyarrow.compute builds its kernels at import time, so type checkers cannot see them.
 pc: Any = pa_compute
@@ -677,7 +679,7 @@ def test_projected_read_normalizes_to_the_same_tables(synced: Synced) -> None:
         entity: raw_lake.read_entity(
             synced.lake, tenant_id, entity, columns=NORMALIZE_COLUMNS[entity]
         )
-        for entity in TRANSACTIONAL_ENTITIES
+        for entity in NORMALIZE_COLUMNS
     }
     full = synced.tables[tenant_id]
     reference = Reference(
@@ -785,7 +787,7 @@ def test_transform_and_store_never_import_dagster() -> None:
     code = (
         "import sys\n"
         "import xero_tableau.transform.normalize, xero_tableau.transform.raw\n"
-        "import xero_tableau.transform.schema, xero_tableau.store.raw_lake\n"
+        "import xero_tableau.transform.schema, xero_tableau.raw_lake\n"
         "loaded = [m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')]\n"
         "sys.exit(1 if loaded else 0)\n"
     )

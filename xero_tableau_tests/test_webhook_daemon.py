@@ -15,6 +15,7 @@ import pytest
 
 from xero_tableau.cli import main, run_sync
 from xero_tableau.devstack import LiveStack, start_live_stack
+from xero_tableau.entities import PUBLISHED_TABLES
 from xero_tableau.sandbox.admin import SandboxWriter
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.xero_app import XeroSandboxConfig
@@ -99,7 +100,7 @@ def test_a_webhook_reaches_the_published_hyper_through_the_daemon(
 
         # The audit trail links it all: the version the sync read, the version the webhook run
         # read, the event, and the Tableau jobs that carried each into the data source.
-        found = trail(stack.engine, invoice)
+        found = trail(stack.engine, invoice, PUBLISHED_TABLES)
         purposes = [(v.purpose, v.run_id) for v in found.versions]
         assert purposes[0][0] == "sync" and purposes[-1] == ("webhook", event.run_id)
         carried = [p for p in found.publishes if p.table_name == TABLE]

@@ -13,21 +13,23 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
+from xero_tableau import raw_lake
+from xero_tableau.asset_names import WEBHOOK_BATCH_TAG, raw_path
 from xero_tableau.definitions import defs as load_definitions
-from xero_tableau.defs.raw_assets import WEBHOOK_BATCH_TAG, raw_asset_key
 from xero_tableau.defs.schedules import xero_webhook_safety_poll
-from xero_tableau.defs.webhooks import WEBHOOK_SENSOR, backoff
+from xero_tableau.defs.webhooks import WEBHOOK_SENSOR
+from xero_tableau.entities import ENTITIES
 from xero_tableau.sandbox.admin import SandboxWriter
 from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.server import ServedApp
 from xero_tableau.sandbox.xero_app import XeroSandboxConfig
 from xero_tableau.settings import Settings
-from xero_tableau.store import raw_lake
 from xero_tableau.store.db import connect
 from xero_tableau.store.event_queue import EventQueue
 from xero_tableau.sync import sync_all
 from xero_tableau.webhooks.receiver import WEBHOOK_PATH, build_receiver
+from xero_tableau.webhooks.tick import backoff
 from xero_tableau_tests.xero_harness import (
     CallbackSandbox,
     connected_settings,
@@ -169,7 +171,7 @@ def test_sensor_requests_runs_holds_busy_entities_and_settles(world: World) -> N
     world.flush()
 
     (r1,) = world.tick()
-    assert r1.asset_selection == [raw_asset_key("Invoices")]
+    assert r1.asset_selection == [dg.AssetKey(raw_path(ENTITIES["Invoices"]))]
     assert r1.run_key and r1.run_key.startswith(f"webhook-{tenant}-invoices-")
     assert r1.tags[WEBHOOK_BATCH_TAG] == r1.run_key
     assert r1.tags["dagster/asset_partition_range_end"] == f"{today}|{tenant}"
@@ -190,7 +192,7 @@ def test_sensor_requests_runs_holds_busy_entities_and_settles(world: World) -> N
     assert r1.run_key in requests
     assert requests[r1.run_key].tags == r1.tags
     (r2,) = [r for key, r in requests.items() if key != r1.run_key]
-    assert r2.asset_selection == [raw_asset_key("Contacts")]
+    assert r2.asset_selection == [dg.AssetKey(raw_path(ENTITIES["Contacts"]))]
     assert world.queue.pending()[0].resource_id == second.lower()
 
     world.execute(r1)
@@ -306,7 +308,7 @@ def test_few_changes_on_a_busy_day_are_read_by_id(
     world.flush()
     before = world.calls(tenant, "Invoices")
     (request,) = world.drain()
-    assert request.asset_selection == [raw_asset_key("Invoices")]
+    assert request.asset_selection == [dg.AssetKey(raw_path(ENTITIES["Invoices"]))]
     materialization = world.runs[-1].asset_materializations_for_node(
         world.runs[-1].all_node_events[0].node_name or ""
     )
@@ -338,7 +340,7 @@ def test_a_change_whose_webhook_never_came_is_read_by_the_safety_poll(world: Wor
         requests = xero_webhook_safety_poll(context)
         assert isinstance(requests, list)
         (request,) = [r for r in requests if r.tags["xero/tenant"] == tenant]
-        assert raw_asset_key("Invoices") in (request.asset_selection or [])
+        assert dg.AssetKey(raw_path(ENTITIES["Invoices"])) in (request.asset_selection or [])
         world.execute(request)
         assert _lake_today(world, tenant, "Invoices")[invoice]["Reference"] == "no webhook came"
     finally:

@@ -10,21 +10,24 @@ from pathlib import Path
 
 import pytest
 
+from xero_tableau.entities import ENTITIES
+from xero_tableau.rate_limits import DailyBudgetExhausted
 from xero_tableau.sandbox.credentials import DEMO_CUSTOM_CLIENT_ID, DEMO_CUSTOM_CLIENT_SECRET
 from xero_tableau.sandbox.dataset import parse_ms_date
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.limits import LimitSettings
 from xero_tableau.sandbox.xero_app import XeroSandboxConfig
 from xero_tableau.settings import Settings
-from xero_tableau.xero.connection import open_xero
 from xero_tableau.xero.errors import XeroForbidden, XeroNotFound, XeroValidationError
-from xero_tableau.xero.ratelimit import DailyBudgetExhausted
+from xero_tableau.xero_connection import open_xero
 from xero_tableau_tests.xero_harness import (
     CallbackSandbox,
     connected_settings,
     sandbox_with_callback,
     settings_env,
 )
+
+INVOICES = ENTITIES["Invoices"]
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ def test_full_read_costs_one_call_per_thousand_records(
     tenant = tenants[0].tenant_id
     expected = _ids(sandbox, tenant)
     with open_xero(settings) as xero:
-        seen = [r["InvoiceID"] for page in xero.client.read_all("Invoices", tenant) for r in page]
+        seen = [r["InvoiceID"] for page in xero.client.read_all(INVOICES, tenant) for r in page]
         calls = xero.client.stats.calls
     assert len(seen) == len(set(seen)) and set(seen) == expected
     assert calls <= -(-len(expected) // 1000) + 2
@@ -85,7 +88,7 @@ def test_window_read_returns_exactly_the_window_in_one_call(
     with open_xero(settings) as xero:
         got = [
             r["InvoiceID"]
-            for page in xero.client.read_window("Invoices", tenant, start, end)
+            for page in xero.client.read_window(INVOICES, tenant, start, end)
             for r in page
         ]
         assert xero.client.stats.calls == 1
@@ -98,7 +101,7 @@ def test_ids_go_in_batches_of_fifty(sandboxes: list[CallbackSandbox], tmp_path: 
     tenant = tenants[0].tenant_id
     wanted = sorted(_ids(sandbox, tenant))[:120]
     with open_xero(settings) as xero:
-        found = xero.client.read_ids("Invoices", tenant, wanted)
+        found = xero.client.read_ids(INVOICES, tenant, wanted)
         assert xero.client.stats.calls == 3
     assert sorted(r["InvoiceID"] for r in found) == wanted
 
@@ -119,7 +122,7 @@ def test_429_with_retry_after_and_503s_lose_and_double_nothing(
     with open_xero(settings) as xero:
         xero.client.limiter = None  # let Xero's 429s through: the client must obey Retry-After
         xero.client.sleep = _fast_sleep
-        seen = [r["InvoiceID"] for page in xero.client.read_all("Invoices", tenant) for r in page]
+        seen = [r["InvoiceID"] for page in xero.client.read_all(INVOICES, tenant) for r in page]
         stats = xero.client.stats
     assert len(seen) == len(set(seen)) and set(seen) == expected
     assert stats.http_429 > 0 and stats.http_503 > 0
@@ -179,7 +182,7 @@ def test_a_missing_scope_is_named(sandboxes: list[CallbackSandbox], tmp_path: Pa
 def _read_in_process(env: dict[str, str], tenant: str, out: "multiprocessing.Queue") -> None:
     settings = Settings.from_env(env)
     with open_xero(settings, window_scale=1 / 60) as xero:
-        ids = [r["InvoiceID"] for page in xero.client.read_all("Invoices", tenant) for r in page]
+        ids = [r["InvoiceID"] for page in xero.client.read_all(INVOICES, tenant) for r in page]
         out.put((len(ids), len(set(ids)), xero.client.stats.http_429, xero.client.stats.calls))
 
 

@@ -5,7 +5,6 @@ import copy
 import gc
 import json
 import time
-import typing
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -15,11 +14,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from xero_tableau.entities import ENTITIES, TRANSACTIONAL, parse_records
 from xero_tableau.sandbox.dataset import SandboxDataset
 from xero_tableau.sandbox.generator import GeneratorConfig, generate
 from xero_tableau.xero.models import (
-    ENTITY_MODELS,
-    ID_FIELDS,
     Account,
     Contact,
     Invoice,
@@ -27,7 +25,6 @@ from xero_tableau.xero.models import (
     Organisation,
     Payment,
     PurchaseOrder,
-    parse_records,
 )
 from xero_tableau_tests import xero_spec
 
@@ -40,6 +37,8 @@ ENDPOINTS = [
     "ManualJournals",
     "PurchaseOrders",
     "Contacts",
+    "Overpayments",
+    "Prepayments",
     "Accounts",
     "TrackingCategories",
     "TaxRates",
@@ -55,7 +54,11 @@ INCREMENTAL = [
     "ManualJournals",
     "PurchaseOrders",
     "Contacts",
+    "Overpayments",
+    "Prepayments",
 ]
+ENTITY_MODELS = {name: spec.model for name, spec in ENTITIES.items()}
+ID_FIELDS = {name: spec.id_field for name, spec in ENTITIES.items()}
 # GET /Organisation answers with the plural envelope key.
 ENVELOPE_KEYS = {endpoint: endpoint for endpoint in ENDPOINTS} | {"Organisation": "Organisations"}
 
@@ -75,8 +78,8 @@ def walk(value: object) -> Iterator[object]:
 
 
 def test_registry_covers_every_synced_endpoint() -> None:
-    assert list(ENTITY_MODELS) == ENDPOINTS
-    assert list(ID_FIELDS) == ENDPOINTS
+    assert sorted(ENTITIES) == sorted(ENDPOINTS)
+    assert sorted(e.endpoint for e in TRANSACTIONAL) == sorted(INCREMENTAL)
     assert ID_FIELDS["Invoices"] == "InvoiceID"
     assert ID_FIELDS["TaxRates"] == "TaxType"
     assert ID_FIELDS["Currencies"] == "Code"
@@ -96,17 +99,13 @@ def test_updated_date_utc_is_required_where_the_entity_has_it(endpoint: str) -> 
     assert fields["UpdatedDateUTC"].is_required()
 
 
-def test_typed_overloads_match_the_registry() -> None:
-    """``parse_records("Invoices", ...)`` is typed ParseResult[Invoice]: keep that in step."""
-    typed = {}
-    for variant in typing.get_overloads(parse_records):
-        hints = typing.get_type_hints(variant)
-        entity = typing.get_args(hints["entity"])
-        if entity:
-            (name,) = entity
-            (model,) = typing.get_args(hints["return"])
-            typed[name] = model
-    assert typed == ENTITY_MODELS
+def test_transactional_entities_have_a_raw_layout_and_a_published_table() -> None:
+    for spec in TRANSACTIONAL:
+        assert spec.raw_layout.documents.names[:3] == ["id", "updated_at_utc", "fetched_at_utc"]
+        if spec.raw_layout.lines is not None:
+            assert spec.raw_layout.lines.names[:2] == ["document_id", "document_row"]
+            assert spec.raw_layout.line_rows is not None
+        assert spec.published_table
 
 
 def test_unknown_entity_raises() -> None:

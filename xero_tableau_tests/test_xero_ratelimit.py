@@ -1,4 +1,4 @@
-"""The shared Xero rate limiter (``xero_tableau.xero.ratelimit``) on a temporary SQLite state DB.
+"""The shared Xero rate limiter (``xero_tableau.rate_limits``) on a temporary SQLite state DB.
 
 Windows are scaled down (``window_scale``) so a "minute" lasts a second or less. Tests that are
 about arithmetic run on a fake clock (instant and exact); tests that are about several threads or
@@ -20,6 +20,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from xero_tableau.rate_limits import (
+    DailyBudgetExhausted,
+    Lease,
+    RateLimits,
+    RateLimitTimeout,
+    SharedRateLimiter,
+)
 from xero_tableau.sandbox.credentials import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
@@ -33,13 +40,6 @@ from xero_tableau.store.db import (
     xero_rate_blocks,
     xero_rate_calls,
     xero_rate_server_budget,
-)
-from xero_tableau.xero.ratelimit import (
-    DailyBudgetExhausted,
-    Lease,
-    RateLimits,
-    RateLimitTimeout,
-    SharedRateLimiter,
 )
 from xero_tableau_tests.conftest import SandboxFactory, fresh_state_db
 

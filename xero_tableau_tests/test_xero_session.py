@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from xero_tableau.entities import ENTITIES
 from xero_tableau.sandbox.xero_app import XeroSandboxConfig
 from xero_tableau.settings import Settings
 from xero_tableau.store import db
 from xero_tableau.store.crypto import load_fernet
-from xero_tableau.store.tokens import TokenStore
-from xero_tableau.xero.connection import oauth_for, open_xero
+from xero_tableau.token_store import TokenStore
 from xero_tableau.xero.errors import ReconsentRequired
 from xero_tableau.xero.oauth import TokenSet
 from xero_tableau.xero.session import XeroSession
+from xero_tableau.xero_connection import oauth_for, open_xero
 from xero_tableau_tests.xero_harness import (
     CallbackSandbox,
     connected_settings,
@@ -84,7 +85,7 @@ def test_long_read_crosses_an_access_token_expiry(sandbox: CallbackSandbox, tmp_
     seen: list[str] = []
     with open_xero(settings) as xero:
         xero.client.page_size = 100
-        for page_no, page in enumerate(xero.client.read_all("Invoices", tenant)):
+        for page_no, page in enumerate(xero.client.read_all(ENTITIES["Invoices"], tenant)):
             seen.extend(r["InvoiceID"] for r in page)
             if page_no == 0:
                 # 31 minutes pass on Xero's side: the access token the client holds expires.

@@ -16,8 +16,3 @@ xero_automation = dg.AutomationConditionSensorDefinition(
     description="Requests the tables and extracts of a tenant once its raw partitions change "
     "(AutomationCondition.eager()), and the reference snapshots on their cron.",
 )
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return dg.Definitions(sensors=[xero_automation])

@@ -1,14 +1,15 @@
 """Polling and sweeping: how changes Xero sends no webhook for still arrive.
 
 - ``xero_poll``: every 15 minutes, the entities Xero has no webhooks for (payments, bank
-  transactions, manual journals, purchase orders) for yesterday and today, one run per tenant.
+  transactions, manual journals, purchase orders, overpayments, prepayments) for yesterday and
+  today, one run per tenant.
 - ``xero_webhook_safety_poll``: hourly, the same for invoices, credit notes and contacts, so a
   missed or disabled webhook subscription costs at most an hour.
 - ``xero_sweep``: nightly, re-reads the last 7 days and a rolling 90-day slice of older history,
   because Xero does not bump UpdatedDateUTC for every change (a line's account code, for one):
   re-materializing a partition re-fetches its records as they are now.
 
-Budget: per tenant about 4 x 96 + 3 x 24 = 456 calls a day for the polls when fewer than 1,000
+Budget: per tenant about 6 x 96 + 3 x 24 = 648 calls a day for the polls when fewer than 1,000
 records change per window, inside Xero's 5,000 (and the Starter tier's 1,000).
 """
 
@@ -17,15 +18,17 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from xero_tableau.defs.partitions import HISTORY_START, XERO_TENANTS, day_range_tags
-from xero_tableau.defs.raw_assets import RAW_ENTITIES, WEBHOOK_ENTITIES
+from xero_tableau.asset_names import (
+    HISTORY_START,
+    PURPOSE_TAG,
+    XERO_TENANTS,
+    day_range_tags,
+    raw_path,
+)
+from xero_tableau.entities import TRANSACTIONAL
 
-POLLED = [
-    dg.AssetKey(["xero", "raw", n]) for e, n in RAW_ENTITIES.items() if e not in WEBHOOK_ENTITIES
-]
-WEBHOOKED = [
-    dg.AssetKey(["xero", "raw", n]) for e, n in RAW_ENTITIES.items() if e in WEBHOOK_ENTITIES
-]
+POLLED = [dg.AssetKey(raw_path(e)) for e in TRANSACTIONAL if not e.webhook_category]
+WEBHOOKED = [dg.AssetKey(raw_path(e)) for e in TRANSACTIONAL if e.webhook_category]
 ALL_RAW = POLLED + WEBHOOKED
 SWEEP_RECENT_DAYS = 7
 SWEEP_SLICE_DAYS = 90
@@ -45,7 +48,7 @@ def range_requests(
         dg.RunRequest(
             run_key=f"{purpose}-{tenant}-{first}-{last}-{stamp}",
             asset_selection=assets,
-            tags={**day_range_tags(tenant, first, last), "xero/purpose": purpose},
+            tags={**day_range_tags(tenant, first, last), PURPOSE_TAG: purpose},
         )
         for tenant in tenants
     ]
@@ -85,8 +88,8 @@ def _poll(context: dg.ScheduleEvaluationContext, assets: list[dg.AssetKey], purp
     execution_timezone="UTC",
     target=dg.AssetSelection.assets(*POLLED),
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Reads payments, bank transactions, manual journals and purchase orders changed "
-    "yesterday or today (Xero has no webhooks for them).",
+    description="Reads the entities Xero sends no webhooks for (payments, bank transactions, "
+    "manual journals, purchase orders, overpayments, prepayments) changed yesterday or today.",
 )
 def xero_poll(context: dg.ScheduleEvaluationContext):
     return _poll(context, POLLED, "poll")
@@ -133,8 +136,3 @@ def xero_sweep(context: dg.ScheduleEvaluationContext):
         tenants, ALL_RAW, old_first, old_last, purpose="sweep-history", stamp=stamp
     )
     return recent + older
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return dg.Definitions(schedules=[xero_poll, xero_webhook_safety_poll, xero_sweep])

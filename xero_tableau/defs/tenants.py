@@ -2,10 +2,11 @@
 
 import dagster as dg
 
-from xero_tableau.defs.partitions import XERO_TENANTS, xero_tenants
+from xero_tableau.asset_names import XERO_TENANTS
+from xero_tableau.defs.partitions import xero_tenants
 from xero_tableau.defs.resources import XeroResource
-from xero_tableau.store.tenants import record_connections
 from xero_tableau.xero.errors import XeroError
+from xero_tableau.xero_connection import record_tenants
 
 
 @dg.sensor(
@@ -20,15 +21,11 @@ def xero_tenants_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     try:
         with xero.connection() as conn:
-            tenants = conn.client.connections()
-            record_connections(
-                conn.engine,
-                ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants),
-            )
+            connected = [t.tenant_id for t in record_tenants(conn) if t.active]
     except XeroError as exc:
         return dg.SkipReason(f"cannot list Xero connections: {exc}")
     known = set(context.instance.get_dynamic_partitions(XERO_TENANTS))
-    new = sorted(t.tenant_id for t in tenants if t.tenant_id not in known)
+    new = sorted(t for t in connected if t not in known)
     if not new:
-        return dg.SkipReason(f"{len(tenants)} tenant(s) connected, none new")
+        return dg.SkipReason(f"{len(connected)} tenant(s) connected, none new")
     return dg.SensorResult(dynamic_partitions_requests=[xero_tenants.build_add_request(new)])

@@ -13,6 +13,7 @@ Three sources in the state DB, joined by the Xero id when asked (``xero-tableau 
 No dagster here.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,16 +33,6 @@ from xero_tableau.store.db import (
 
 #: Rows per write transaction (about 0.3 s each on SQLite: bench/audit_trail.py).
 ROWS_PER_TRANSACTION = 20000
-#: The published table that holds each raw entity's documents (what a replace of it carries).
-ENTITY_TABLES: dict[str, str] = {
-    "Invoices": "fct_invoice_lines",
-    "CreditNotes": "fct_credit_note_lines",
-    "Payments": "fct_payments",
-    "BankTransactions": "fct_bank_transaction_lines",
-    "ManualJournals": "fct_manual_journal_lines",
-    "PurchaseOrders": "fct_purchase_order_lines",
-    "Contacts": "dim_contacts",
-}
 
 
 def _insert_many(
@@ -187,8 +178,9 @@ class Trail:
         return bool(self.versions or self.events or self.publishes)
 
 
-def trail(engine: Engine, xero_id: str) -> Trail:
-    """Everything the state DB knows about one Xero record, oldest first."""
+def trail(engine: Engine, xero_id: str, tables_of: Mapping[str, str]) -> Trail:
+    """Everything the state DB knows about one Xero record, oldest first. ``tables_of`` maps
+    each entity to the published table that carries its documents (from the entity registry)."""
     wanted = xero_id.strip().lower()
     v, e = xero_record_versions, xero_webhook_events
     b, d = tableau_publish_batches, tableau_published_documents
@@ -236,7 +228,7 @@ def trail(engine: Engine, xero_id: str) -> Trail:
             # A replace carries every document of its tables, so each one after the record was
             # first seen carried some version of it.
             first_seen = min(x.fetched_at for x in versions)
-            tables = {ENTITY_TABLES[x.entity] for x in versions if x.entity in ENTITY_TABLES}
+            tables = {tables_of[x.entity] for x in versions if x.entity in tables_of}
             replaced = conn.execute(
                 sa.select(b).where(
                     b.c.tenant_id.in_(tenants),

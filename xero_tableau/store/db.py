@@ -93,7 +93,7 @@ def connect(url: str) -> Engine:
     return engine
 
 
-# Xero rate limiting shared by every process (``xero_tableau.xero.ratelimit``); timestamps are
+# Xero rate limiting shared by every process (``xero_tableau.rate_limits``); timestamps are
 # float POSIX seconds from the limiter's clock. One row per call the limiter admitted: while the
 # call is in flight ``lease_expires_at`` holds its concurrency slot (a crashed process's slot frees
 # itself when it passes); at release the slot is cleared and ``called_at`` moves to the release

@@ -1,10 +1,11 @@
-"""Data checks on the normalized tables: pure functions, wired as Dagster asset checks in defs/.
+"""Data checks on the normalized tables: pure functions, and :data:`TABLE_CHECKS`, the one list of
+which check runs on which table (the asset checks are declared from it and run from it).
 
 Each returns a ``CheckOutcome`` with the offending ids (a sample), so a failure in the UI says
 which documents to look at, not just that something is off.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -118,3 +119,82 @@ def journals_balance(table: pa.Table) -> CheckOutcome:
         if row["line_amount_sum"] not in (None, Decimal(0))
     ]
     return _outcome(bad, f"{sums.num_rows} journals balance", "{n} journal(s) out of balance")
+
+
+# --- which check runs on which table ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckInputs:
+    """What a check may look at besides its table."""
+
+    tenant_id: str
+    documents: Mapping[str, pa.Table]  # raw entity -> its documents (latest and older versions)
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    name: str
+    description: str
+    applies_to: Callable[[str], bool]
+    run: Callable[[str, pa.Table, CheckInputs], CheckOutcome]
+    columns: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Raw document columns the check reads, per entity (beyond what normalize reads)."""
+
+
+def _is_fact(name: str) -> bool:
+    return name.startswith("fct_")
+
+
+def _has_tracking(name: str) -> bool:
+    return _is_fact(name) and "tracking1_option_id" in {c.name for c in TABLES[name].columns}
+
+
+def _subtotal_documents(name: str, table: pa.Table, inputs: CheckInputs) -> CheckOutcome:
+    return lines_sum_to_subtotal(name, table, inputs.documents[SUBTOTAL_FACTS[name][1]])
+
+
+TABLE_CHECKS: list[TableCheck] = [
+    TableCheck(
+        "unique_keys",
+        "Keys are unique.",
+        lambda _name: True,
+        lambda name, table, _inputs: unique_keys(name, table),
+    ),
+    TableCheck(
+        "single_tenant",
+        "No row of another tenant.",
+        lambda _name: True,
+        lambda name, table, inputs: single_tenant(name, table, inputs.tenant_id),
+    ),
+    TableCheck(
+        "known_accounts",
+        "Every account code is in the chart.",
+        _is_fact,
+        lambda name, table, _inputs: known_accounts(name, table),
+    ),
+    TableCheck(
+        "known_tracking_options",
+        "Every tracking option is one of the tenant's.",
+        _has_tracking,
+        lambda name, table, _inputs: known_tracking_options(name, table),
+    ),
+    TableCheck(
+        "lines_sum_to_subtotal",
+        "Each document's lines sum to its SubTotal.",
+        lambda name: name in SUBTOTAL_FACTS,
+        _subtotal_documents,
+        columns={entity: ["sub_total"] for _record, entity in SUBTOTAL_FACTS.values()},
+    ),
+    TableCheck(
+        "journals_balance",
+        "Each manual journal's lines sum to zero.",
+        lambda name: name == "fct_manual_journal_lines",
+        lambda _name, table, _inputs: journals_balance(table),
+    ),
+]
+"""Every data check, each ERROR severity; a table gets the checks whose ``applies_to`` holds."""
+
+
+def checks_for(table_name: str) -> list[TableCheck]:
+    return [check for check in TABLE_CHECKS if check.applies_to(table_name)]

@@ -11,7 +11,7 @@ How it works, per entity:
    then the latest ``fetched_at_utc`` (then the later partition). A fast path skips the sort
    when all ids are distinct (the usual case).
 2. Lines of that version only. ``lines.document_row`` indexes the documents table (as returned by
-   :func:`xero_tableau.store.raw_lake.read_entity`), so lines of losing versions are dropped with
+   :func:`xero_tableau.raw_lake.read_entity`), so lines of losing versions are dropped with
    a boolean gather and each line finds its header by integer position, never by a string join.
    The alignment is verified wherever the parent changes (a line's own document_id must be the
    id of the row it points at) and a mismatch raises.
@@ -43,9 +43,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pa_compute
 
+from xero_tableau.entities import parse_records
 from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS, empty_batch
 from xero_tableau.transform.schema import TABLES, TableSpec, arrow_schema
-from xero_tableau.xero.models import Account, Organisation, TrackingCategory, parse_records
+from xero_tableau.xero.models import Account, Organisation, TrackingCategory
 
 # pyarrow.compute builds its kernels at import time, so type checkers cannot see them.
 pc: Any = pa_compute
@@ -971,7 +972,7 @@ def normalize(
     """All published tables of one tenant, keyed by table name, each exactly in its schema.
 
     ``raw`` maps a transactional entity ("Invoices", ...) to ``(documents, lines)`` as returned
-    by :func:`xero_tableau.store.raw_lake.read_entity` (entities absent from it give empty
+    by :func:`xero_tableau.raw_lake.read_entity` (entities absent from it give empty
     tables). ``reference`` carries the organisation, accounts and tracking categories.
     Raises ValueError when the organisation has no usable time zone (dates would shift).
     """

@@ -15,7 +15,7 @@ new attempt and so a new key.
 
 Reading. A run re-reads its window with whichever costs fewer calls: one paged If-Modified-Since
 read of its days (``ceil(records / page size)`` calls, at least one) or the changed records by id
-(``ceil(ids / 50)`` calls; only Invoices and Contacts take ``IDs``). A tie goes to the window read,
+(``ceil(ids / 50)`` calls; only the entities that take ``IDs``). A tie goes to the window read,
 which rewrites each day whole and so also catches changes no webhook announced.
 """
 
@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from xero_tableau.entities import WEBHOOK_CATEGORIES, entity
 from xero_tableau.store.event_queue import Event
-from xero_tableau.xero.client import IDS_ENDPOINTS, MAX_IDS_PER_CALL
+from xero_tableau.xero.client import MAX_IDS_PER_CALL
 
 #: Webhook category -> the Accounting API endpoint its records are read from.
 CATEGORY_ENDPOINTS: dict[str, str] = {
-    "INVOICE": "Invoices",
-    "CREDITNOTE": "CreditNotes",
-    "CONTACT": "Contacts",
+    category: spec.endpoint for category, spec in WEBHOOK_CATEGORIES.items()
 }
 #: An event this close to midnight (UTC) touches the day on the other side too.
 DAY_EDGE = timedelta(minutes=2)
@@ -116,7 +115,7 @@ def choose_read(endpoint: str, ids: int, window_records: int, page_size: int) ->
     """The cheaper read for ``ids`` changed records of ``endpoint`` over a window estimated to
     hold ``window_records`` records (what the lake holds for those days plus the changed ones)."""
     window_calls = max(1, -(-window_records // page_size))
-    ids_calls = -(-ids // MAX_IDS_PER_CALL) if endpoint in IDS_ENDPOINTS and ids else None
+    ids_calls = -(-ids // MAX_IDS_PER_CALL) if entity(endpoint).takes_ids and ids else None
     mode: Literal["ids", "window"] = (
         "ids" if ids_calls is not None and ids_calls < window_calls else "window"
     )

@@ -16,9 +16,10 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import httpx
 
@@ -35,55 +36,38 @@ from xero_tableau.xero.errors import (
     XeroForbidden,
     XeroUnavailable,
 )
-from xero_tableau.xero.ratelimit import SharedRateLimiter
 
 log = logging.getLogger(__name__)
 
-PAGED_ENDPOINTS = frozenset(
-    {
-        "Invoices",
-        "Contacts",
-        "CreditNotes",
-        "BankTransactions",
-        "ManualJournals",
-        "Payments",
-        "PurchaseOrders",
-        "Prepayments",
-        "Overpayments",
-    }
-)
-MODIFIED_SINCE_ENDPOINTS = PAGED_ENDPOINTS | {"Accounts"}
-IDS_ENDPOINTS = frozenset({"Invoices", "Contacts"})
-ID_FIELDS = {
-    "Invoices": "InvoiceID",
-    "Contacts": "ContactID",
-    "CreditNotes": "CreditNoteID",
-    "BankTransactions": "BankTransactionID",
-    "ManualJournals": "ManualJournalID",
-    "Payments": "PaymentID",
-    "PurchaseOrders": "PurchaseOrderID",
-    "Prepayments": "PrepaymentID",
-    "Overpayments": "OverpaymentID",
-    "Accounts": "AccountID",
-    "TrackingCategories": "TrackingCategoryID",
-    "TaxRates": "TaxType",
-    "Currencies": "Code",
-}
-# The scopes that open each endpoint: the broad one, or the 2026 granular one.
-SCOPES_FOR = {
-    "Invoices": ("accounting.transactions", "accounting.invoices"),
-    "CreditNotes": ("accounting.transactions", "accounting.invoices"),
-    "PurchaseOrders": ("accounting.transactions", "accounting.invoices"),
-    "Payments": ("accounting.transactions", "accounting.payments"),
-    "BankTransactions": ("accounting.transactions", "accounting.banktransactions"),
-    "ManualJournals": ("accounting.transactions", "accounting.manualjournals"),
-    "Contacts": ("accounting.contacts",),
-    "Accounts": ("accounting.settings",),
-    "TrackingCategories": ("accounting.settings",),
-    "TaxRates": ("accounting.settings",),
-    "Currencies": ("accounting.settings",),
-    "Organisation": ("accounting.settings",),
-}
+
+class RateLimiter(Protocol):
+    """The limiter every call passes (``xero_tableau.rate_limits.SharedRateLimiter`` keeps its
+    state in the state DB so every process shares it). ``acquire`` may raise to defer work, e.g.
+    when the tenant's daily budget is spent."""
+
+    def acquire(self, tenant_id: str) -> Any: ...
+    def release(self, lease: Any, headers: Mapping[str, str] | None = None) -> None: ...
+    def penalize(self, tenant_id: str, retry_after: float, problem: str | None) -> None: ...
+
+
+class Endpoint(Protocol):
+    """What the client needs to know about an endpoint to read it (an entity of the registry,
+    ``xero_tableau.entities``, is one)."""
+
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def id_field(self) -> str: ...
+    @property
+    def paged(self) -> bool: ...
+    @property
+    def takes_ids(self) -> bool: ...
+    @property
+    def envelope(self) -> str: ...
+    @property
+    def params(self) -> Mapping[str, str]: ...
+
+
 MAX_IDS_PER_CALL = 50
 MAX_PAGE_SIZE = 1000
 _MS = re.compile(r"/Date\((-?\d+)")
@@ -127,7 +111,8 @@ class XeroClient:
         *,
         access_token: Callable[[], str],
         refresh: Callable[[str], str],
-        limiter: SharedRateLimiter | None = None,
+        limiter: RateLimiter | None = None,
+        scopes: Mapping[str, Sequence[str]] | None = None,
         page_size: int = MAX_PAGE_SIZE,
         max_retries: int = 6,
         http: httpx.Client | None = None,
@@ -139,6 +124,7 @@ class XeroClient:
         self.access_token = access_token
         self.refresh = refresh
         self.limiter = limiter
+        self.scopes = dict(scopes or {})
         self.page_size = page_size
         self.max_retries = max_retries
         self.http = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0))
@@ -270,7 +256,7 @@ class XeroClient:
                 "in Xero, or a demo company that was reset). Run `xero-tableau connect` to "
                 "reconnect it, or remove it from the tenant list."
             )
-        scopes = " or ".join(f"{s}.read" for s in SCOPES_FOR.get(endpoint, ()))
+        scopes = " or ".join(f"{s}.read" for s in self.scopes.get(endpoint, ()))
         return (
             f"Xero refused {endpoint} for tenant {tenant_id}: the app lacks the scope "
             f"({scopes or 'unknown'}). Add it to XERO_SCOPES and run `xero-tableau connect`."
@@ -294,17 +280,19 @@ class XeroClient:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def read_all(self, endpoint: str, tenant_id: str, **params: str | int) -> Iterator[list[dict]]:
+    def read_all(
+        self, entity: Endpoint, tenant_id: str, **params: str | int
+    ) -> Iterator[list[dict]]:
         """Every record of an endpoint, page by page (one call for the unpaged ones)."""
-        if endpoint not in PAGED_ENDPOINTS:
-            body = self.get(endpoint, tenant_id, params)
-            yield body.get(endpoint, body.get("Organisations", []))
+        if not entity.paged:
+            body = self.get(entity.endpoint, tenant_id, {**entity.params, **params})
+            yield body.get(entity.envelope, [])
             return
-        yield from self.read_window(endpoint, tenant_id, None, None, **params)
+        yield from self.read_window(entity, tenant_id, None, None, **params)
 
     def read_window(
         self,
-        endpoint: str,
+        entity: Endpoint,
         tenant_id: str,
         start: datetime | None,
         end: datetime | None,
@@ -312,19 +300,25 @@ class XeroClient:
     ) -> Iterator[list[dict]]:
         """Records with ``start <= UpdatedDateUTC < end`` (None: open), in UpdatedDateUTC order,
         each exactly once, a page at a time."""
-        if endpoint not in PAGED_ENDPOINTS:
+        endpoint = entity.endpoint
+        if not entity.paged:
             raise ValueError(f"{endpoint} is not paged; use read_all")
         start_ms = _ms(start) if start is not None else None
         end_ms = _ms(end) if end is not None else None
         cursor_s = start_ms // 1000 if start_ms is not None else None
         page = 1
         seen_at_cursor: set[str] = set()  # ids already yielded from the cursor's second
-        id_field = ID_FIELDS[endpoint]
-        query = {**params, "order": "UpdatedDateUTC ASC", "pageSize": self.page_size}
+        id_field = entity.id_field
+        query = {
+            **entity.params,
+            **params,
+            "order": "UpdatedDateUTC ASC",
+            "pageSize": self.page_size,
+        }
         while True:
             since = datetime.fromtimestamp(cursor_s, UTC) if cursor_s is not None else None
             body = self.get(endpoint, tenant_id, {**query, "page": page}, since)
-            items: list[dict] = body.get(endpoint, [])
+            items: list[dict] = body.get(entity.envelope, [])
             fresh = []
             for record in items:
                 ms = updated_ms(record)
@@ -348,17 +342,20 @@ class XeroClient:
                 seen_at_cursor = {r[id_field] for r in items if updated_ms(r) // 1000 == last_s}
 
     def read_ids(
-        self, endpoint: str, tenant_id: str, ids: Iterable[str], **params: str | int
+        self, entity: Endpoint, tenant_id: str, ids: Iterable[str], **params: str | int
     ) -> list[dict]:
-        """Records by id, 50 per call (``params`` such as ``includeArchived`` go on each)."""
-        if endpoint not in IDS_ENDPOINTS:
-            raise ValueError(f"{endpoint} does not take IDs; read a window instead")
+        """Records by id, 50 per call (the entity's parameters and ``params`` go on each)."""
+        if not entity.takes_ids:
+            raise ValueError(f"{entity.endpoint} does not take IDs; read a window instead")
         unique = list(dict.fromkeys(i.lower() for i in ids))
         found: list[dict] = []
+        query = {**entity.params, **params}
         for i in range(0, len(unique), MAX_IDS_PER_CALL):
             batch = unique[i : i + MAX_IDS_PER_CALL]
-            body = self.get(endpoint, tenant_id, {**params, "IDs": ",".join(batch), "page": 1})
-            found.extend(body.get(endpoint, []))
+            body = self.get(
+                entity.endpoint, tenant_id, {**query, "IDs": ",".join(batch), "page": 1}
+            )
+            found.extend(body.get(entity.envelope, []))
         return found
 
 

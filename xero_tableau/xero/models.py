@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Generic, Literal, TypeVar, overload
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -46,8 +46,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from xero_tableau.xero.dates import parse_xero_date, parse_xero_datetime, xero_timezone_to_iana
 
 __all__ = [
-    "ENTITY_MODELS",
-    "ID_FIELDS",
     "Account",
     "AccountRef",
     "Address",
@@ -78,12 +76,16 @@ __all__ = [
     "Money",
     "Organisation",
     "OutstandingOverdue",
+    "Overpayment",
     "OverpaymentRef",
+    "OverpaymentType",
     "ParseResult",
     "Payment",
     "PaymentType",
     "Phone",
+    "Prepayment",
     "PrepaymentRef",
+    "PrepaymentType",
     "PurchaseOrder",
     "Rate",
     "RejectedRecord",
@@ -389,6 +391,62 @@ class CreditNote(XeroModel):
     payments: XeroList[InvoicePayment] = Field(default_factory=list, alias="Payments")
 
 
+OverpaymentType = Literal["RECEIVE-OVERPAYMENT", "SPEND-OVERPAYMENT", "AROVERPAYMENT"]
+PrepaymentType = Literal["RECEIVE-PREPAYMENT", "SPEND-PREPAYMENT", "ARPREPAYMENT", "APPREPAYMENT"]
+
+
+class Overpayment(XeroModel):
+    """Money received from a customer (or paid to a supplier) beyond what was owed, from
+    ``/Overpayments``: ``remaining_credit`` still reduces what the contact owes (or is owed)
+    until it is allocated to invoices or refunded."""
+
+    overpayment_id: str = Field(alias="OverpaymentID")
+    type: OverpaymentType = Field(alias="Type")
+    updated_date_utc: UtcDatetime = Field(alias="UpdatedDateUTC")
+    contact: ContactRef | None = Field(default=None, alias="Contact")
+    date: XeroDate | None = Field(default=None, alias="Date")
+    status: str | None = Field(default=None, alias="Status")
+    reference: str | None = Field(default=None, alias="Reference")
+    line_amount_types: LineAmountTypes | None = Field(default=None, alias="LineAmountTypes")
+    line_items: XeroList[LineItem] = Field(default_factory=list, alias="LineItems")
+    sub_total: Money | None = Field(default=None, alias="SubTotal")
+    total_tax: Money | None = Field(default=None, alias="TotalTax")
+    total: Money | None = Field(default=None, alias="Total")
+    remaining_credit: Money | None = Field(default=None, alias="RemainingCredit")
+    applied_amount: Money | None = Field(default=None, alias="AppliedAmount")
+    currency_code: str | None = Field(default=None, alias="CurrencyCode")
+    currency_rate: Rate | None = Field(default=None, alias="CurrencyRate")
+    has_attachments: bool | None = Field(default=None, alias="HasAttachments")
+    allocations: XeroList[Allocation] = Field(default_factory=list, alias="Allocations")
+    payments: XeroList[InvoicePayment] = Field(default_factory=list, alias="Payments")
+
+
+class Prepayment(XeroModel):
+    """A payment received (or made) before the invoice exists, from ``/Prepayments``; its lines
+    carry the accounts it was coded to, ``remaining_credit`` what is not yet allocated."""
+
+    prepayment_id: str = Field(alias="PrepaymentID")
+    type: PrepaymentType = Field(alias="Type")
+    updated_date_utc: UtcDatetime = Field(alias="UpdatedDateUTC")
+    contact: ContactRef | None = Field(default=None, alias="Contact")
+    date: XeroDate | None = Field(default=None, alias="Date")
+    status: str | None = Field(default=None, alias="Status")
+    reference: str | None = Field(default=None, alias="Reference")
+    invoice_number: str | None = Field(default=None, alias="InvoiceNumber")
+    line_amount_types: LineAmountTypes | None = Field(default=None, alias="LineAmountTypes")
+    line_items: XeroList[LineItem] = Field(default_factory=list, alias="LineItems")
+    sub_total: Money | None = Field(default=None, alias="SubTotal")
+    total_tax: Money | None = Field(default=None, alias="TotalTax")
+    total: Money | None = Field(default=None, alias="Total")
+    remaining_credit: Money | None = Field(default=None, alias="RemainingCredit")
+    applied_amount: Money | None = Field(default=None, alias="AppliedAmount")
+    currency_code: str | None = Field(default=None, alias="CurrencyCode")
+    currency_rate: Rate | None = Field(default=None, alias="CurrencyRate")
+    has_attachments: bool | None = Field(default=None, alias="HasAttachments")
+    allocations: XeroList[Allocation] = Field(default_factory=list, alias="Allocations")
+    payments: XeroList[InvoicePayment] = Field(default_factory=list, alias="Payments")
+
+
 class Payment(XeroModel):
     """A payment (or refund) against an invoice, credit note, prepayment or overpayment."""
 
@@ -674,39 +732,6 @@ class Organisation(XeroModel):
 
 # --- batch parsing -------------------------------------------------------------------------------
 
-ENTITY_MODELS: dict[str, type[XeroModel]] = {
-    "Invoices": Invoice,
-    "CreditNotes": CreditNote,
-    "Payments": Payment,
-    "BankTransactions": BankTransaction,
-    "ManualJournals": ManualJournal,
-    "PurchaseOrders": PurchaseOrder,
-    "Contacts": Contact,
-    "Accounts": Account,
-    "TrackingCategories": TrackingCategory,
-    "TaxRates": TaxRate,
-    "Currencies": Currency,
-    # GET /Organisation answers with the envelope key "Organisations" (a one-element list).
-    "Organisation": Organisation,
-}
-"""API endpoint name -> model of one of its records."""
-
-ID_FIELDS: dict[str, str] = {
-    "Invoices": "InvoiceID",
-    "CreditNotes": "CreditNoteID",
-    "Payments": "PaymentID",
-    "BankTransactions": "BankTransactionID",
-    "ManualJournals": "ManualJournalID",
-    "PurchaseOrders": "PurchaseOrderID",
-    "Contacts": "ContactID",
-    "Accounts": "AccountID",
-    "TrackingCategories": "TrackingCategoryID",
-    "TaxRates": "TaxType",
-    "Currencies": "Code",
-    "Organisation": "OrganisationID",
-}
-"""API endpoint name -> the JSON key identifying one of its records."""
-
 _MAX_INPUT_REPR = 60
 _MAX_ERRORS = 5
 
@@ -761,59 +786,15 @@ def _record_id(raw: Mapping[str, Any], id_field: str) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-@overload
-def parse_records(entity: Literal["Invoices"], raw: Iterable[Any]) -> ParseResult[Invoice]: ...
-@overload
-def parse_records(
-    entity: Literal["CreditNotes"], raw: Iterable[Any]
-) -> ParseResult[CreditNote]: ...
-@overload
-def parse_records(entity: Literal["Payments"], raw: Iterable[Any]) -> ParseResult[Payment]: ...
-@overload
-def parse_records(
-    entity: Literal["BankTransactions"], raw: Iterable[Any]
-) -> ParseResult[BankTransaction]: ...
-@overload
-def parse_records(
-    entity: Literal["ManualJournals"], raw: Iterable[Any]
-) -> ParseResult[ManualJournal]: ...
-@overload
-def parse_records(
-    entity: Literal["PurchaseOrders"], raw: Iterable[Any]
-) -> ParseResult[PurchaseOrder]: ...
-@overload
-def parse_records(entity: Literal["Contacts"], raw: Iterable[Any]) -> ParseResult[Contact]: ...
-@overload
-def parse_records(entity: Literal["Accounts"], raw: Iterable[Any]) -> ParseResult[Account]: ...
-@overload
-def parse_records(
-    entity: Literal["TrackingCategories"], raw: Iterable[Any]
-) -> ParseResult[TrackingCategory]: ...
-@overload
-def parse_records(entity: Literal["TaxRates"], raw: Iterable[Any]) -> ParseResult[TaxRate]: ...
-@overload
-def parse_records(entity: Literal["Currencies"], raw: Iterable[Any]) -> ParseResult[Currency]: ...
-@overload
-def parse_records(
-    entity: Literal["Organisation"], raw: Iterable[Any]
-) -> ParseResult[Organisation]: ...
-@overload
-def parse_records(entity: str, raw: Iterable[Any]) -> ParseResult[Any]: ...
-def parse_records(entity: str, raw: Iterable[Any]) -> ParseResult[Any]:
-    """Validate the records of one endpoint; a bad record is reported, never fatal to the batch.
+def parse_records(model: type[_M], raw: Iterable[Any], id_field: str) -> ParseResult[_M]:
+    """Validate the records of one endpoint as ``model``; a bad record is reported, never fatal
+    to the batch.
 
-    ``entity`` is the endpoint name (a key of :data:`ENTITY_MODELS`); with a literal name the
-    result is typed, e.g. ``parse_records("Invoices", raw).records`` is ``list[Invoice]``. Each
-    rejected record keeps its id (from :data:`ID_FIELDS`, None when absent), a readable reason and
-    the raw dict. Pass a list rather than a lazy generator: the cyclic GC is paused while ``raw``
-    is consumed.
+    Each rejected record keeps its id (the value of ``id_field``, None when absent), a readable
+    reason and the raw dict. Pass a list rather than a lazy generator: the cyclic GC is paused
+    while ``raw`` is consumed. The entity registry (``xero_tableau.entities``) knows each
+    endpoint's model and id field.
     """
-    try:
-        model = ENTITY_MODELS[entity]
-    except KeyError:
-        known = ", ".join(sorted(ENTITY_MODELS))
-        raise ValueError(f"unknown Xero entity {entity!r}; expected one of: {known}") from None
-    id_field = ID_FIELDS[entity]
     validate = model.model_validate
     result: ParseResult[Any] = ParseResult()
     records, rejected = result.records, result.rejected

@@ -18,10 +18,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 
-from xero_tableau.store.tokens import StaleTokenVersion, StoredTokens, TokenStore
 from xero_tableau.xero.errors import ReconsentRequired, XeroError
 from xero_tableau.xero.oauth import TokenSet, XeroOAuth
 
@@ -33,11 +34,32 @@ KEEP_ALIVE_AGE_SECONDS = 30 * 86400.0  # renew refresh tokens unused for 30 of t
 LOST_RESPONSE_RETRIES = 3
 
 
+class StaleTokenVersion(RuntimeError):
+    """Another process wrote a newer token set since this one was read."""
+
+
+@dataclass(frozen=True)
+class StoredTokens:
+    tokens: TokenSet
+    version: int
+
+
+class TokenStorage(Protocol):
+    """Where the session keeps the token set: compare-and-swap on a version number, and a
+    claim on the right to spend the refresh token (``xero_tableau.token_store`` implements it
+    on the state DB, encrypted)."""
+
+    def load(self) -> StoredTokens | None: ...
+    def save(self, tokens: TokenSet, expected_version: int | None) -> int: ...
+    def claim_refresh(self, version: int, owner: str, until: float, now: float) -> bool: ...
+    def release_claim(self, owner: str) -> None: ...
+
+
 class XeroSession:
     def __init__(
         self,
         oauth: XeroOAuth,
-        store: TokenStore,
+        store: TokenStorage,
         *,
         auth_mode: str = "authorization_code",
         refresh_margin: float = REFRESH_MARGIN_SECONDS,

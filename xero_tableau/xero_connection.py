@@ -1,5 +1,5 @@
 """Everything needed to talk to one Xero app, built from the settings: the state DB engine, the
-token session and the rate-limited client."""
+token session (tokens kept encrypted in the state DB) and the rate-limited client."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,13 +7,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from xero_tableau.entities import ENTITIES
+from xero_tableau.rate_limits import RateLimits, SharedRateLimiter
 from xero_tableau.settings import Settings
 from xero_tableau.store import db
 from xero_tableau.store.crypto import load_fernet
-from xero_tableau.store.tokens import TokenStore
+from xero_tableau.store.tenants import KnownTenant, record_connections
+from xero_tableau.token_store import TokenStore
 from xero_tableau.xero.client import XeroClient
 from xero_tableau.xero.oauth import OAuthSettings, XeroOAuth
-from xero_tableau.xero.ratelimit import RateLimits, SharedRateLimiter
 from xero_tableau.xero.session import XeroSession
 
 
@@ -59,6 +61,7 @@ def open_xero(settings: Settings, *, window_scale: float = 1.0) -> Iterator[Xero
         access_token=session.access_token,
         refresh=session.refresh_now,
         limiter=limiter,
+        scopes={e.endpoint: e.scopes for e in ENTITIES.values()},
         page_size=settings.xero_page_size,
     )
     try:
@@ -67,3 +70,12 @@ def open_xero(settings: Settings, *, window_scale: float = 1.0) -> Iterator[Xero
         client.close()
         oauth.http.close()
         engine.dispose()
+
+
+def record_tenants(xero: XeroConnection) -> list[KnownTenant]:
+    """Read Xero's /connections and record them in the state DB: connected tenants become
+    active, the rest inactive (kept, so their history stays explainable). Every tenant known."""
+    tenants = xero.client.connections()
+    return record_connections(
+        xero.engine, ((t.tenant_id, t.name, t.tenant_type, t.connection_id) for t in tenants)
+    )

@@ -1,7 +1,7 @@
-"""The Xero token set, encrypted at rest, written with compare-and-swap on a version number."""
+"""The Xero token set in the state DB, encrypted at rest (Fernet), written with compare-and-swap
+on a version number: the storage :class:`xero_tableau.xero.session.XeroSession` rotates through."""
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -11,16 +11,7 @@ from sqlalchemy.engine import Engine
 from xero_tableau.store.crypto import decrypt
 from xero_tableau.store.db import xero_tokens
 from xero_tableau.xero.oauth import TokenSet
-
-
-class StaleTokenVersion(RuntimeError):
-    """Another process wrote a newer token set since this one was read."""
-
-
-@dataclass(frozen=True)
-class StoredTokens:
-    tokens: TokenSet
-    version: int
+from xero_tableau.xero.session import StaleTokenVersion, StoredTokens
 
 
 class TokenStore:

@@ -39,7 +39,6 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -58,13 +57,10 @@ import pyarrow.compute as pa_compute
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from xero_tableau.entities import REFERENCE, TRANSACTIONAL
+from xero_tableau.entities import entity as entity_spec
 from xero_tableau.store.lake import atomic_write_bytes, fsync_path, tenant_dir
-from xero_tableau.transform.raw import (
-    DOCUMENT_SCHEMAS,
-    LINE_SCHEMAS,
-    TRANSACTIONAL_ENTITIES,
-    FlatBatch,
-)
+from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS, FlatBatch
 from xero_tableau.xero.models import RejectedRecord
 
 # pyarrow.compute builds its kernels at import time, so type checkers cannot see them.
@@ -88,13 +84,7 @@ __all__ = [
     "write_reference",
 ]
 
-REFERENCE_ENTITIES: tuple[str, ...] = (
-    "Organisation",
-    "Accounts",
-    "TrackingCategories",
-    "TaxRates",
-    "Currencies",
-)
+REFERENCE_ENTITIES: tuple[str, ...] = tuple(e.endpoint for e in REFERENCE)
 """Snapshot entities stored whole per tenant (no day partitions)."""
 
 DOCUMENTS_FILE = "documents.parquet"
@@ -121,8 +111,9 @@ _CACHE_SCRATCH_AGE_S = 3600.0  # a concurrent reader may be writing a younger sc
 
 
 def entity_snake(entity: str) -> str:
-    """Folder name of an entity: ``BankTransactions`` -> ``bank_transactions``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", entity).lower()
+    """Folder name of an entity, its registry asset name: ``BankTransactions`` ->
+    ``bank_transactions``."""
+    return entity_spec(entity).asset_name
 
 
 def entity_dir(lake: Path, tenant_id: str, entity: str) -> Path:
@@ -670,7 +661,7 @@ def quarantined(lake: Path, tenant_id: str) -> list[dict[str, Any]]:
     """Every quarantined record of a tenant: dicts with entity, day, id, reason and raw."""
     out: list[dict[str, Any]] = []
     raw_root = tenant_dir(lake, tenant_id) / "raw"
-    for entity in TRANSACTIONAL_ENTITIES:
+    for entity in (e.endpoint for e in TRANSACTIONAL):
         folder = raw_root / entity_snake(entity)
         for name in _day_names(folder):
             path = folder / name / REJECTED_FILE
