@@ -22,15 +22,17 @@ Routes (JSON in, JSON out; loopback only, no auth):
 import uuid
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from xero_tableau.sandbox.clock import SandboxClock
 from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY
 from xero_tableau.sandbox.dataset import (
     ENTITIES,
+    SandboxDataset,
     TenantData,
     date_string,
     day_ms,
@@ -38,13 +40,35 @@ from xero_tableau.sandbox.dataset import (
     parse_ms_date,
     utc_string,
 )
-
-if TYPE_CHECKING:
-    from xero_tableau.sandbox.xero_app import XeroSandbox
+from xero_tableau.sandbox.identity import IdentityService
+from xero_tableau.sandbox.limits import RateLimiter
+from xero_tableau.sandbox.webhooks import WebhookSender
 
 CENT = Decimal("0.01")
 _LINED = {"Invoices", "CreditNotes", "BankTransactions", "PurchaseOrders"}
 _UTC_STRING = {"Invoices", "CreditNotes", "Payments"}  # endpoints that carry UpdatedDateUTCString
+
+
+class Sandbox(Protocol):
+    """What the admin API needs of the emulated Xero (the HTTP app's ``XeroSandbox`` provides it).
+
+    Declared here so this module never imports the HTTP app: the app builds its routes from this
+    module, not the other way round."""
+
+    @property
+    def dataset(self) -> SandboxDataset: ...
+    @property
+    def clock(self) -> SandboxClock: ...
+    @property
+    def identity(self) -> IdentityService: ...
+    @property
+    def limiter(self) -> RateLimiter: ...
+    @property
+    def webhooks(self) -> WebhookSender: ...
+    @property
+    def faults(self) -> Any: ...  # a dataclass of fault settings, set field by field
+    @property
+    def calls(self) -> dict[str, int]: ...
 
 
 class AdminError(ValueError):
@@ -62,7 +86,7 @@ def _num(value: Decimal) -> float:
 class SandboxWriter:
     """Applies writes to one sandbox, keeping records consistent and firing webhooks."""
 
-    def __init__(self, sandbox: "XeroSandbox") -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
 
     # --- helpers -----------------------------------------------------------------------------
@@ -395,7 +419,7 @@ class SandboxWriter:
 # --- routes ------------------------------------------------------------------------------------
 
 
-def admin_routes(sandbox: "XeroSandbox") -> list[Route]:
+def admin_routes(sandbox: Sandbox) -> list[Route]:
     writer = SandboxWriter(sandbox)
     prefix = "/sandbox/admin"
 
