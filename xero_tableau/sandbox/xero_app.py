@@ -546,7 +546,20 @@ class _UpdatedOrderRows:
         return [(records[rid], *instants[rid]) for rid in chosen]
 
 
-_FILTER_PARAMS = ("IDs", "InvoiceNumbers", "ContactIDs", "Statuses", "where", "Status")
+_FILTER_PARAMS = (
+    "IDs",
+    "InvoiceNumbers",
+    "ContactIDs",
+    "Statuses",
+    "where",
+    "Status",
+    "References",
+)
+# the spec's list filters of the two advance endpoints: parameter -> field it matches
+_ADVANCE_FILTERS = {
+    "Overpayments": ("References", "Reference"),
+    "Prepayments": ("InvoiceNumbers", "InvoiceNumber"),
+}
 
 
 def _select(
@@ -584,6 +597,11 @@ def _select(
         if params.get("Statuses"):
             statuses = set(_csv(params["Statuses"]))
             rows = [row for row in rows if row[0].get("Status") in statuses]
+    if spec.endpoint in _ADVANCE_FILTERS:
+        param, field_name = _ADVANCE_FILTERS[spec.endpoint]
+        if params.get(param):
+            wanted_values = set(_csv(params[param]))
+            rows = [row for row in rows if row[0].get(field_name) in wanted_values]
     if spec.endpoint == "PurchaseOrders":
         rows = _purchase_order_filters(rows, params)
     if params.get("where") and spec.takes_where:
