@@ -4,7 +4,8 @@ Xero organisation per country.
 The data is built to exercise a connector the way a real organisation would: sales invoices and
 supplier bills with tracked lines, partial and deleted payments, credit notes allocated to invoices,
 voided and deleted documents, foreign-currency clients, archived contacts and tracking options,
-spend/receive money, balanced manual journals and purchase orders. Every record uses only fields
+spend/receive money, balanced manual journals, purchase orders, and overpayments and prepayments
+allocated to open invoices of the same contact and currency. Every record uses only fields
 and enum values from Xero's OpenAPI spec, plus two things the live API returns that the schemas
 omit but the spec's examples show (``DateString``/``DueDateString`` beside date-only fields, and
 ``IsDeleted``/``IsArchived``/``IsActive`` on tracking options), and is internally consistent
@@ -12,8 +13,10 @@ omit but the spec's examples show (``DateString``/``DueDateString`` beside date-
 
 Determinism: everything derives from ``random.Random`` streams seeded from ``GeneratorConfig.seed``
 and the tenant's position, including the UUIDs, so the same config always yields the same IDs,
-amounts and dates. Nothing reads the wall clock except the default ``as_of``: today (UTC), with
-every instant at or before the moment of generation, so no UpdatedDateUTC is in the future.
+amounts and dates. Overpayments and prepayments come from a second stream per tenant, so adding
+them changed no other record except the invoices they are allocated to. Nothing reads the wall
+clock except the default ``as_of``: today (UTC), with every instant at or before the moment of
+generation, so no UpdatedDateUTC is in the future.
 
 Size: ``invoice_lines`` is the exact number of invoice lines (ACCREC + ACCPAY ``LineItems``) per
 tenant; the last invoice is trimmed to hit it. Everything else scales with it: contacts (capped),
