@@ -510,3 +510,97 @@ def test_tenant_disconnect(env: Env) -> None:
     assert response.status_code == 200 and response.json()["grants"] >= 1
     assert env.xero.get("Organisation").status_code == 403
     assert env.xero.get("Organisation", env.xero.tenant_ids[1]).status_code == 200
+
+
+# --- overpayments and prepayments --------------------------------------------------------------
+
+
+def _open_sale(env: Env) -> dict[str, Any]:
+    """An AUTHORISED sales invoice with something still due, in the base currency."""
+    base = env.xero.ok("Organisation")["Organisations"][0]["BaseCurrency"]
+    invoices = env.xero.all_records("Invoices", where='Type=="ACCREC" && Status=="AUTHORISED"')
+    return next(i for i in invoices if i["AmountDue"] > 1 and i["CurrencyCode"] == base)
+
+
+def test_prepayment_created_and_allocated_like_xero(env: Env) -> None:
+    invoice = _open_sale(env)
+    contact = invoice["Contact"]["ContactID"]
+    revenue, _other, tax_type, rate = _codes(env)
+    before = len(env.events())
+    prepayment = env.write(
+        "POST",
+        "Prepayments",
+        {
+            "Type": "RECEIVE-PREPAYMENT",
+            "Contact": {"ContactID": contact},
+            "Date": "2020-01-02",  # before any invoice of the generated history
+            "LineAmountTypes": "Inclusive",
+            "LineItems": [{"Description": "Deposit", "LineAmount": 115.0, "AccountCode": revenue,
+                           "TaxType": tax_type}],
+        },
+    )  # fmt: skip
+    pid = prepayment["PrepaymentID"]
+    served = env.one("Prepayments", pid)
+    tax = (Decimal("115") - Decimal("115") / (1 + rate)).quantize(CENT, ROUND_HALF_UP)
+    assert (served["Status"], served["Total"], served["RemainingCredit"]) == (
+        "AUTHORISED",
+        115,
+        115,
+    )
+    assert Decimal(str(served["TotalTax"])) == tax and served["Allocations"] == []
+    if spec_available(ACCOUNTING):
+        assert_valid({"Prepayments": [served]}, "Prepayments", strict=True)
+
+    due = Decimal(str(invoice["AmountDue"]))
+    amount = min(due, Decimal("40.00"))
+    path = f"Prepayments/{pid}/allocations"
+    env.write("POST", path, {"InvoiceID": invoice["InvoiceID"], "Amount": float(amount)})
+    served = env.one("Prepayments", pid)
+    assert Decimal(str(served["RemainingCredit"])) == Decimal("115") - amount
+    assert [a["Invoice"]["InvoiceID"] for a in served["Allocations"]] == [invoice["InvoiceID"]]
+    after = env.one("Invoices", invoice["InvoiceID"])
+    assert Decimal(str(after["AmountDue"])) == due - amount
+    credited = Decimal(str(after["AmountCredited"]))
+    assert credited == Decimal(str(invoice["AmountCredited"])) + amount
+    assert Decimal(str(after["AmountPaid"])) + credited + due - amount == Decimal(
+        str(after["Total"])
+    )
+    assert [p["PrepaymentID"] for p in after["Prepayments"]] == [pid]
+    assert ms(after["UpdatedDateUTC"]) > ms(invoice["UpdatedDateUTC"])
+    if spec_available(ACCOUNTING):
+        assert_valid({"Invoices": [after]}, "Invoices", strict=True)
+    # Xero has no webhook for prepayments: only the invoice's UPDATE is delivered
+    new = env.events()[before:]
+    assert {(e["eventCategory"], e["resourceId"]) for e in new} == {
+        ("INVOICE", invoice["InvoiceID"])
+    }
+    assert "allocated" in env.refused("POST", f"Prepayments/{pid}/void")
+
+
+def test_overpayment_refusals_and_void(env: Env) -> None:
+    invoice = _open_sale(env)
+    contact = invoice["Contact"]["ContactID"]
+    body = {"Type": "RECEIVE-OVERPAYMENT", "Contact": {"ContactID": contact}, "Total": 25.0}
+    overpayment = env.write("POST", "Overpayments", {**body, "Date": "2020-01-02"})
+    oid = overpayment["OverpaymentID"]
+    served = env.one("Overpayments", oid)
+    (line,) = served["LineItems"]
+    accounts = {a["Code"]: a for a in env.xero.ok("Accounts")["Accounts"]}
+    assert accounts[line["AccountCode"]]["SystemAccount"] == "DEBTORS"
+    assert (served["Total"], served["RemainingCredit"], served["TotalTax"]) == (25, 25, 0)
+    if spec_available(ACCOUNTING):
+        assert_valid({"Overpayments": [served]}, "Overpayments", strict=True)
+    assert "Type" in env.refused("POST", "Overpayments", {**body, "Type": "RECEIVE-PREPAYMENT"})
+    path = f"Overpayments/{oid}/allocations"
+    assert "amount" in env.refused("POST", path, {"InvoiceID": invoice["InvoiceID"], "Amount": 26})
+    other = next(
+        i
+        for i in env.xero.all_records("Invoices", where='Status=="AUTHORISED"')
+        if i["Contact"]["ContactID"] != contact
+    )
+    assert env.refused("POST", path, {"InvoiceID": other["InvoiceID"], "Amount": 1})
+    assert env.one("Invoices", invoice["InvoiceID"]) == invoice  # nothing was applied
+    env.write("POST", f"Overpayments/{oid}/void")
+    voided = env.one("Overpayments", oid)
+    assert (voided["Status"], voided["RemainingCredit"]) == ("VOIDED", 0)
+    assert env.refused("POST", path, {"InvoiceID": invoice["InvoiceID"], "Amount": 1})

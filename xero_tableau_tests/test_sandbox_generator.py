@@ -37,6 +37,8 @@ CONFIG = GeneratorConfig(seed=11, tenants=2, invoice_lines=1500, as_of=AS_OF, hi
 AS_OF_END = day_ms(AS_OF) + 86_400_000 - 1
 CENT = Decimal("0.01")
 LINE_DOCUMENTS = ("Invoices", "CreditNotes", "BankTransactions", "PurchaseOrders")
+LINE_DOCUMENTS += ("Overpayments", "Prepayments")
+CREDITS = ("CreditNotes", "Overpayments", "Prepayments")  # what can be allocated to an invoice
 
 
 @pytest.fixture(scope="module")
@@ -254,11 +256,12 @@ def test_payments_and_credits_settle_invoices(tenants: list[TenantData]) -> None
         for payment in values(tenant, "Payments"):
             if payment["Status"] == "AUTHORISED":
                 authorised.setdefault(payment["Invoice"]["InvoiceID"], []).append(payment)
-        allocated: dict[str, Decimal] = {}
-        for note in values(tenant, "CreditNotes"):
-            for allocation in note["Allocations"]:
-                key = allocation["Invoice"]["InvoiceID"]
-                allocated[key] = allocated.get(key, Decimal(0)) + dec(allocation["Amount"])
+        allocated: dict[str, Decimal] = {}  # AmountCredited: credit notes, over- and prepayments
+        for endpoint in CREDITS:
+            for note in values(tenant, endpoint):
+                for allocation in note["Allocations"]:
+                    key = allocation["Invoice"]["InvoiceID"]
+                    allocated[key] = allocated.get(key, Decimal(0)) + dec(allocation["Amount"])
         for invoice in values(tenant, "Invoices"):
             payments = authorised.get(invoice["InvoiceID"], [])
             paid = sum((dec(p["Amount"]) for p in payments), Decimal(0))

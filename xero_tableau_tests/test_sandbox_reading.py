@@ -30,7 +30,7 @@ from xero_tableau_tests.xero_spec import ACCOUNTING, assert_valid, skip_reason, 
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 PAGED = ("Invoices", "CreditNotes", "Payments", "BankTransactions", "ManualJournals")
-PAGED += ("PurchaseOrders", "Contacts")
+PAGED += ("PurchaseOrders", "Contacts", "Overpayments", "Prepayments")
 UNPAGED = ("Accounts", "TrackingCategories", "TaxRates", "Currencies")
 
 

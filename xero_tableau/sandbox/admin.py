@@ -15,6 +15,8 @@ Routes (JSON in, JSON out; loopback only, no auth):
 - ``PATCH  /sandbox/admin/tenants/{t}/{Endpoint}/{id}``  update fields (lines replace lines)
 - ``POST   /sandbox/admin/tenants/{t}/{Endpoint}/{id}/void``   (and ``/delete``)
 - ``POST   /sandbox/admin/tenants/{t}/Invoices/{id}/payments``  {"Amount": 10.5}
+- ``POST   /sandbox/admin/tenants/{t}/{Over|Prepayments}/{id}/allocations``
+  {"InvoiceID": "...", "Amount": 10.5, "Date": "2026-03-01"}: apply credit to an invoice
 - ``POST   /sandbox/admin/tenants/{t}/{Endpoint}/{id}/lines/{line}/account-code``  {"AccountCode"}
 - ``POST   /sandbox/admin/tenants/{t}/disconnect``   the organisation revokes the app
 """
@@ -22,15 +24,17 @@ Routes (JSON in, JSON out; loopback only, no auth):
 import uuid
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from xero_tableau.sandbox.clock import SandboxClock
 from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY
 from xero_tableau.sandbox.dataset import (
     ENTITIES,
+    SandboxDataset,
     TenantData,
     date_string,
     day_ms,
@@ -38,13 +42,37 @@ from xero_tableau.sandbox.dataset import (
     parse_ms_date,
     utc_string,
 )
-
-if TYPE_CHECKING:
-    from xero_tableau.sandbox.xero_app import XeroSandbox
+from xero_tableau.sandbox.identity import IdentityService
+from xero_tableau.sandbox.limits import RateLimiter
+from xero_tableau.sandbox.webhooks import WebhookSender
 
 CENT = Decimal("0.01")
-_LINED = {"Invoices", "CreditNotes", "BankTransactions", "PurchaseOrders"}
-_UTC_STRING = {"Invoices", "CreditNotes", "Payments"}  # endpoints that carry UpdatedDateUTCString
+_ADVANCES = {"Overpayments", "Prepayments"}  # credit a contact holds until it is allocated
+_LINED = {"Invoices", "CreditNotes", "BankTransactions", "PurchaseOrders", *_ADVANCES}
+# endpoints that carry UpdatedDateUTCString
+_UTC_STRING = {"Invoices", "CreditNotes", "Payments", *_ADVANCES}
+
+
+class Sandbox(Protocol):
+    """What the admin API needs of the emulated Xero (the HTTP app's ``XeroSandbox`` provides it).
+
+    Declared here so this module never imports the HTTP app: the app builds its routes from this
+    module, not the other way round."""
+
+    @property
+    def dataset(self) -> SandboxDataset: ...
+    @property
+    def clock(self) -> SandboxClock: ...
+    @property
+    def identity(self) -> IdentityService: ...
+    @property
+    def limiter(self) -> RateLimiter: ...
+    @property
+    def webhooks(self) -> WebhookSender: ...
+    @property
+    def faults(self) -> Any: ...  # a dataclass of fault settings, set field by field
+    @property
+    def calls(self) -> dict[str, int]: ...
 
 
 class AdminError(ValueError):
@@ -62,7 +90,7 @@ def _num(value: Decimal) -> float:
 class SandboxWriter:
     """Applies writes to one sandbox, keeping records consistent and firing webhooks."""
 
-    def __init__(self, sandbox: "XeroSandbox") -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
 
     # --- helpers -----------------------------------------------------------------------------
@@ -242,6 +270,8 @@ class SandboxWriter:
                 raise AdminError("Invoice Type must be ACCREC or ACCPAY")
             if record["Type"] == "ACCREC" and "InvoiceNumber" not in record:
                 record["InvoiceNumber"] = f"INV-SBX-{len(tenant.collections['Invoices']) + 1:06d}"
+        if endpoint in _ADVANCES:
+            self._new_advance(tenant, endpoint, record)
         if endpoint == "Contacts":
             record.setdefault("ContactStatus", "ACTIVE")
             if not record.get("Name"):
@@ -256,6 +286,8 @@ class SandboxWriter:
                 line["Tracking"] = self._resolve_tracking(tenant, line.get("Tracking", []))
         if endpoint == "Invoices":
             self._settle(record)
+        if endpoint in _ADVANCES:
+            record["RemainingCredit"] = record["Total"]
         return self._save(tenant, endpoint, record, "CREATE")
 
     def update(self, tenant_id: str, endpoint: str, record_id: str, changes: dict) -> dict:
@@ -271,12 +303,19 @@ class SandboxWriter:
             self._price_lines(tenant, record)
         if endpoint == "Invoices":
             self._settle(record)
+        if endpoint in _ADVANCES:
+            applied = sum((_money(a["Amount"]) for a in record.get("Allocations", [])), Decimal(0))
+            remaining = _money(record["Total"]) - applied
+            if remaining < 0:
+                raise AdminError("the total cannot fall below the amount already allocated")
+            record["RemainingCredit"] = _num(remaining)
         return self._save(tenant, endpoint, record, "UPDATE")
 
     def void(self, tenant_id: str, endpoint: str, record_id: str) -> dict:
         tenant = self.tenant(tenant_id)
         record = self._record(tenant, endpoint, record_id)
-        if endpoint not in ("Invoices", "CreditNotes", "BankTransactions", "ManualJournals"):
+        voidable = ("Invoices", "CreditNotes", "BankTransactions", "ManualJournals", *_ADVANCES)
+        if endpoint not in voidable:
             raise AdminError(f"{endpoint} cannot be voided")
         status = record.get("Status")
         if endpoint == "ManualJournals" and status != "POSTED":
@@ -286,7 +325,11 @@ class SandboxWriter:
             raise AdminError(f"a {status} document cannot be voided; delete it instead")
         if record.get("Payments"):
             raise AdminError("This document cannot be voided as it has payments applied")
+        if record.get("Allocations") and endpoint in _ADVANCES:
+            raise AdminError("This document cannot be voided as it has been allocated")
         record["Status"] = "VOIDED"
+        if endpoint in _ADVANCES:
+            record["RemainingCredit"] = 0.0  # as the generator's voided advances and credit notes
         return self._save(tenant, endpoint, record, "UPDATE")
 
     def delete(self, tenant_id: str, endpoint: str, record_id: str) -> dict:
@@ -373,6 +416,128 @@ class SandboxWriter:
         self._save(tenant, "Invoices", invoice, "UPDATE")
         return payment
 
+    def _new_advance(self, tenant: TenantData, endpoint: str, record: dict) -> None:
+        """Defaults and checks for a new overpayment or prepayment (AUTHORISED, unallocated).
+
+        An overpayment is one untaxed line on the Accounts Receivable (RECEIVE-) or Payable
+        (SPEND-) control account: given ``Total`` (or one line), the sandbox books it there."""
+        prefix = "RECEIVE" if str(record.get("Type", "")).startswith("RECEIVE") else "SPEND"
+        kind = "PREPAYMENT" if endpoint == "Prepayments" else "OVERPAYMENT"
+        if record.get("Type") not in (f"RECEIVE-{kind}", f"SPEND-{kind}"):
+            raise AdminError(f"Type must be RECEIVE-{kind} or SPEND-{kind}")
+        if "Contact" not in record:
+            raise AdminError("a contact is required")
+        if record.setdefault("Status", "AUTHORISED") != "AUTHORISED":
+            raise AdminError("a new overpayment or prepayment is AUTHORISED")
+        record.setdefault("CurrencyCode", tenant.organisation.get("BaseCurrency"))
+        record.setdefault("CurrencyRate", 1.0)
+        record.setdefault("Reference", "")
+        record.setdefault("HasAttachments", False)
+        record["Allocations"] = []
+        record["Payments"] = []
+        if endpoint == "Overpayments":
+            system = "DEBTORS" if prefix == "RECEIVE" else "CREDITORS"
+            control = next(
+                (
+                    a
+                    for a in tenant.collections["Accounts"].values()
+                    if a.get("SystemAccount") == system
+                ),
+                None,
+            )
+            if control is None:
+                raise AdminError(f"the organisation has no {system} account")
+            lines = record.get("LineItems") or [{"LineAmount": record.get("Total", 0)}]
+            if len(lines) != 1:
+                raise AdminError("an overpayment has exactly one line")
+            amount = _money(lines[0].get("LineAmount", lines[0].get("UnitAmount", 0)))
+            record["LineAmountTypes"] = "NoTax"
+            record["LineItems"] = [
+                {
+                    "Description": lines[0].get("Description", "Overpayment"),
+                    "Quantity": 1.0,
+                    "UnitAmount": _num(amount),
+                    "LineAmount": _num(amount),
+                    "AccountCode": control["Code"],
+                    "TaxType": control.get("TaxType", "NONE"),
+                    "Tracking": [],
+                }
+            ]
+            record.pop("Total", None)
+        elif not record.get("LineItems"):
+            raise AdminError("a prepayment needs line items")
+        if endpoint == "Prepayments" and prefix == "RECEIVE":
+            record.setdefault("InvoiceNumber", f"PP-SBX-{tenant.count(endpoint) + 1:05d}")
+            record["Reference"] = record["InvoiceNumber"]
+
+    def allocate(self, tenant_id: str, endpoint: str, record_id: str, body: dict) -> dict:
+        """Apply part of an overpayment's or prepayment's credit to an invoice, as Xero's
+        ``PUT /{Endpoint}/{id}/Allocations`` does: an invoice of the same contact and currency
+        (ACCREC for RECEIVE-, ACCPAY for SPEND-), at most the credit left and the amount due.
+
+        The invoice's AmountCredited and AmountDue move (PAID once nothing is due) and it fires an
+        INVOICE UPDATE webhook; the advance's RemainingCredit falls (PAID at zero) with no webhook,
+        as Xero has none for these two endpoints."""
+        if endpoint not in _ADVANCES:
+            raise KeyError(f"no allocations on {endpoint}")
+        tenant = self.tenant(tenant_id)
+        record = self._record(tenant, endpoint, record_id)
+        invoice_id = (body.get("Invoice") or {}).get("InvoiceID") or body.get("InvoiceID", "")
+        invoice = self._record(tenant, "Invoices", invoice_id)
+        if record.get("Status") != "AUTHORISED":
+            raise AdminError(f"a {record.get('Status')} {endpoint[:-1].lower()} has no credit left")
+        wanted = "ACCREC" if str(record["Type"]).startswith("RECEIVE") else "ACCPAY"
+        if invoice.get("Type") != wanted or invoice.get("Status") != "AUTHORISED":
+            raise AdminError(f"credit can only be allocated to an AUTHORISED {wanted} invoice")
+        if invoice["Contact"]["ContactID"] != record["Contact"]["ContactID"]:
+            raise AdminError("the invoice belongs to another contact")
+        if invoice.get("CurrencyCode") != record.get("CurrencyCode"):
+            raise AdminError("the invoice is in another currency")
+        remaining = _money(record.get("RemainingCredit", 0))
+        due = _money(invoice.get("AmountDue", 0))
+        amount = _money(body.get("Amount", min(remaining, due)))
+        if amount <= 0 or amount > remaining or amount > due:
+            raise AdminError("the amount must be positive and at most the credit left and due")
+        day = (
+            date.fromisoformat(str(body["Date"])[:10])
+            if body.get("Date")
+            else self.sandbox.clock.now().date()
+        )
+        if day_ms(day) < max(parse_ms_date(record["Date"]), parse_ms_date(invoice["Date"])):
+            raise AdminError("an allocation cannot be dated before the documents it joins")
+        when = ms_date(day_ms(day))
+        allocation = {
+            "AllocationID": str(uuid.uuid4()),
+            "Amount": _num(amount),
+            "Date": when,
+            "Invoice": {
+                "InvoiceID": invoice["InvoiceID"],
+                "InvoiceNumber": invoice.get("InvoiceNumber", ""),
+            },
+        }
+        record.setdefault("Allocations", []).append(allocation)
+        record["RemainingCredit"] = _num(remaining - amount)
+        if remaining == amount:
+            record["Status"] = "PAID"
+        self._save(tenant, endpoint, record, "UPDATE")
+        id_key = "PrepaymentID" if endpoint == "Prepayments" else "OverpaymentID"
+        invoice.setdefault("Prepayments", [])
+        invoice.setdefault("Overpayments", [])
+        invoice[endpoint].append(
+            {
+                id_key: record_id,
+                "AppliedAmount": _num(amount),
+                "Date": when,
+                "Total": record["Total"],
+            }
+        )
+        invoice["AmountCredited"] = _num(_money(invoice.get("AmountCredited", 0)) + amount)
+        self._settle(invoice)
+        if invoice["Status"] == "PAID":
+            invoice["FullyPaidOnDate"] = when
+        self._save(tenant, "Invoices", invoice, "UPDATE")
+        return record
+
     def edit_line_account_code(
         self, tenant_id: str, endpoint: str, record_id: str, line_id: str, account_code: str
     ) -> dict:
@@ -395,7 +560,7 @@ class SandboxWriter:
 # --- routes ------------------------------------------------------------------------------------
 
 
-def admin_routes(sandbox: "XeroSandbox") -> list[Route]:
+def admin_routes(sandbox: Sandbox) -> list[Route]:
     writer = SandboxWriter(sandbox)
     prefix = "/sandbox/admin"
 
@@ -477,6 +642,9 @@ def admin_routes(sandbox: "XeroSandbox") -> list[Route]:
     def pay(p: dict, body: dict) -> dict:
         return writer.pay(p["tenant_id"], p["record_id"], body)
 
+    def allocate(p: dict, body: dict) -> dict:
+        return writer.allocate(p["tenant_id"], p["endpoint"], p["record_id"], body)
+
     def account_code(p: dict, body: dict) -> dict:
         return writer.edit_line_account_code(
             p["tenant_id"], p["endpoint"], p["record_id"], p["line_id"], body["AccountCode"]
@@ -503,6 +671,7 @@ def admin_routes(sandbox: "XeroSandbox") -> list[Route]:
             methods=["POST"],
         ),
         Route(record + "/lines/{line_id}/account-code", run(account_code), methods=["POST"]),
+        Route(record + "/allocations", run(allocate), methods=["POST"]),
     ]
 
 

@@ -16,22 +16,51 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+# The scopes that open an endpoint: the broad one Xero's spec lists, or the 2026 granular one;
+# each also opens with its ``.read`` variant (``accounting.invoices.read``).
+_INVOICES = ("accounting.transactions", "accounting.invoices")
+_PAYMENTS = ("accounting.transactions", "accounting.payments")
+_SETTINGS = ("accounting.settings",)
+
 
 @dataclass(frozen=True)
 class EntitySpec:
-    """How one Accounting API endpoint behaves."""
+    """How one Accounting API endpoint behaves: the sandbox's single table of endpoint facts.
 
-    endpoint: str  # URL segment and JSON envelope key, e.g. "Invoices"
-    id_field: str  # e.g. "InvoiceID"
-    paged: bool  # takes page + pageSize (the nine paged endpoints)
-    modified_since: bool  # honours If-Modified-Since
-    webhook_category: str | None = None  # INVOICE / CREDITNOTE / CONTACT, None when Xero has none
-    takes_ids: bool = False  # ?IDs=guid,guid
+    The HTTP app serves every entity from these fields alone, and a client's own endpoint registry
+    can be compared with them field by field, so the names are stable:
+
+    - ``endpoint``: URL segment and JSON envelope key, e.g. ``"Invoices"``.
+    - ``id_field``: the record's key, e.g. ``"InvoiceID"`` (``"TaxType"``, ``"Code"`` for the two
+      natural-key endpoints); ``GET /{endpoint}/{id}`` looks it up.
+    - ``paged``: takes ``page`` and ``pageSize`` (at most 1,000) and answers with ``pagination``
+      (the nine paged endpoints of the spec).
+    - ``modified_since``: honours the If-Modified-Since header.
+    - ``scopes``: the scopes that open it; a grant holding any of them, or its ``.read`` variant,
+      may read the endpoint.
+    - ``webhook_category``: INVOICE / CREDITNOTE / CONTACT, ``None`` where Xero sends no webhooks.
+    - ``takes_ids``: takes ``?IDs=guid,guid`` (at most 50).
+    - ``takes_where``: takes ``?where=``.
+    - ``summary_only``: takes ``?summaryOnly=true``.
+    - ``include_archived``: archived records are hidden unless ``?includeArchived=true``.
+    - ``unit_dp``: takes ``?unitdp=4`` (four decimals on unit amounts; totals stay at two).
+    - ``has_lines``: key of the line array (``"LineItems"``, ``"JournalLines"``), if any.
+    - ``default_order``: the field the API sorts by when no ``?order=`` is given.
+    """
+
+    endpoint: str
+    id_field: str
+    paged: bool
+    modified_since: bool
+    scopes: tuple[str, ...]
+    webhook_category: str | None = None
+    takes_ids: bool = False
     takes_where: bool = True
-    summary_only: bool = False  # ?summaryOnly=true
-    include_archived: bool = False  # archived records hidden unless ?includeArchived=true
-    has_lines: str | None = None  # key of the line array ("LineItems", "JournalLines")
-    default_order: str = ""  # field the API sorts by when no ?order= is given
+    summary_only: bool = False
+    include_archived: bool = False
+    unit_dp: bool = False
+    has_lines: str | None = None
+    default_order: str = ""
 
 
 ENTITIES: dict[str, EntitySpec] = {
@@ -42,9 +71,11 @@ ENTITIES: dict[str, EntitySpec] = {
             "InvoiceID",
             paged=True,
             modified_since=True,
+            scopes=_INVOICES,
             webhook_category="INVOICE",
             takes_ids=True,
             summary_only=True,
+            unit_dp=True,
             has_lines="LineItems",
             default_order="UpdatedDateUTC",
         ),
@@ -53,7 +84,9 @@ ENTITIES: dict[str, EntitySpec] = {
             "CreditNoteID",
             paged=True,
             modified_since=True,
+            scopes=_INVOICES,
             webhook_category="CREDITNOTE",
+            unit_dp=True,
             has_lines="LineItems",
             default_order="UpdatedDateUTC",
         ),
@@ -62,6 +95,7 @@ ENTITIES: dict[str, EntitySpec] = {
             "PaymentID",
             paged=True,
             modified_since=True,
+            scopes=_PAYMENTS,
             default_order="UpdatedDateUTC",
         ),
         EntitySpec(
@@ -69,6 +103,8 @@ ENTITIES: dict[str, EntitySpec] = {
             "BankTransactionID",
             paged=True,
             modified_since=True,
+            scopes=("accounting.transactions", "accounting.banktransactions"),
+            unit_dp=True,
             has_lines="LineItems",
             default_order="UpdatedDateUTC",
         ),
@@ -77,6 +113,7 @@ ENTITIES: dict[str, EntitySpec] = {
             "ManualJournalID",
             paged=True,
             modified_since=True,
+            scopes=("accounting.transactions", "accounting.manualjournals"),
             has_lines="JournalLines",
             default_order="UpdatedDateUTC",
         ),
@@ -85,6 +122,7 @@ ENTITIES: dict[str, EntitySpec] = {
             "PurchaseOrderID",
             paged=True,
             modified_since=True,
+            scopes=_INVOICES,
             takes_where=False,  # the spec gives PurchaseOrders Status/DateFrom/DateTo, no where
             has_lines="LineItems",
             default_order="UpdatedDateUTC",
@@ -94,6 +132,7 @@ ENTITIES: dict[str, EntitySpec] = {
             "ContactID",
             paged=True,
             modified_since=True,
+            scopes=("accounting.contacts",),
             webhook_category="CONTACT",
             takes_ids=True,
             summary_only=True,
@@ -105,6 +144,8 @@ ENTITIES: dict[str, EntitySpec] = {
             "OverpaymentID",
             paged=True,
             modified_since=True,
+            scopes=_PAYMENTS,
+            unit_dp=True,
             has_lines="LineItems",
             default_order="UpdatedDateUTC",
         ),
@@ -113,22 +154,58 @@ ENTITIES: dict[str, EntitySpec] = {
             "PrepaymentID",
             paged=True,
             modified_since=True,
+            scopes=_PAYMENTS,
+            unit_dp=True,
             has_lines="LineItems",
             default_order="UpdatedDateUTC",
         ),
-        EntitySpec("Accounts", "AccountID", paged=False, modified_since=True, default_order="Code"),
+        EntitySpec(
+            "Accounts",
+            "AccountID",
+            paged=False,
+            modified_since=True,
+            scopes=_SETTINGS,
+            default_order="Code",
+        ),
         EntitySpec(
             "TrackingCategories",
             "TrackingCategoryID",
             paged=False,
             modified_since=False,
+            scopes=_SETTINGS,
             include_archived=True,
             default_order="Name",
         ),
-        EntitySpec("TaxRates", "TaxType", paged=False, modified_since=False, default_order="Name"),
-        EntitySpec("Currencies", "Code", paged=False, modified_since=False, default_order="Code"),
+        EntitySpec(
+            "TaxRates",
+            "TaxType",
+            paged=False,
+            modified_since=False,
+            scopes=_SETTINGS,
+            default_order="Name",
+        ),
+        EntitySpec(
+            "Currencies",
+            "Code",
+            paged=False,
+            modified_since=False,
+            scopes=_SETTINGS,
+            default_order="Code",
+        ),
     )
 }
+
+# /Organisation is served beside the table (one record per tenant, no collection, envelope key
+# "Organisations"), so only its scopes live here.
+ORGANISATION_SCOPES: tuple[str, ...] = _SETTINGS
+
+
+def endpoint_scopes(endpoint: str) -> tuple[str, ...]:
+    """The scopes that open ``endpoint`` (any ``ENTITIES`` key or ``"Organisation"``)."""
+    if endpoint == "Organisation":
+        return ORGANISATION_SCOPES
+    return ENTITIES[endpoint].scopes
+
 
 PAGED_ENDPOINTS = frozenset(name for name, spec in ENTITIES.items() if spec.paged)
 

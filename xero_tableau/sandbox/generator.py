@@ -4,7 +4,8 @@ Xero organisation per country.
 The data is built to exercise a connector the way a real organisation would: sales invoices and
 supplier bills with tracked lines, partial and deleted payments, credit notes allocated to invoices,
 voided and deleted documents, foreign-currency clients, archived contacts and tracking options,
-spend/receive money, balanced manual journals and purchase orders. Every record uses only fields
+spend/receive money, balanced manual journals, purchase orders, and overpayments and prepayments
+allocated to open invoices of the same contact and currency. Every record uses only fields
 and enum values from Xero's OpenAPI spec, plus two things the live API returns that the schemas
 omit but the spec's examples show (``DateString``/``DueDateString`` beside date-only fields, and
 ``IsDeleted``/``IsArchived``/``IsActive`` on tracking options), and is internally consistent
@@ -12,8 +13,10 @@ omit but the spec's examples show (``DateString``/``DueDateString`` beside date-
 
 Determinism: everything derives from ``random.Random`` streams seeded from ``GeneratorConfig.seed``
 and the tenant's position, including the UUIDs, so the same config always yields the same IDs,
-amounts and dates. Nothing reads the wall clock except the default ``as_of``: today (UTC), with
-every instant at or before the moment of generation, so no UpdatedDateUTC is in the future.
+amounts and dates. Overpayments and prepayments come from a second stream per tenant, so adding
+them changed no other record except the invoices they are allocated to. Nothing reads the wall
+clock except the default ``as_of``: today (UTC), with every instant at or before the moment of
+generation, so no UpdatedDateUTC is in the future.
 
 Size: ``invoice_lines`` is the exact number of invoice lines (ACCREC + ACCPAY ``LineItems``) per
 tenant; the last invoice is trimmed to hit it. Everything else scales with it: contacts (capped),
@@ -32,10 +35,18 @@ import gc
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
-from xero_tableau.sandbox.dataset import SandboxDataset, TenantData, date_string, day_ms, ms_date
+from xero_tableau.sandbox.dataset import (
+    SandboxDataset,
+    TenantData,
+    date_string,
+    day_ms,
+    ms_date,
+    parse_ms_date,
+)
 
 _DAY = 86_400_000  # milliseconds in a day
 _PAD = 90  # days of calendar before history starts: set-up of accounts and early contacts
@@ -524,6 +535,9 @@ class _TenantBuilder:
         self, config: GeneratorConfig, index: int, profile: _Profile, cal: _Calendar
     ) -> None:
         self.rng = random.Random(f"xero-tableau/{config.seed}/{index}")
+        # Over- and prepayments draw from their own stream, so adding them left every record
+        # drawn from ``rng`` as it was (only the invoices they are allocated to change).
+        self.credit_rng = random.Random(f"xero-tableau/{config.seed}/{index}/prepay")
         self.rnd = self.rng.random
         self.cal = cal
         self.profile = profile
@@ -1658,7 +1672,324 @@ class _TenantBuilder:
         self.bank_transactions()
         self.manual_journals()
         self.purchase_orders()
+        _AdvanceBuilder(self).build()
         return self.data
+
+
+# --- overpayments and prepayments ----------------------------------------------------------------
+
+
+def _uuid4(bits: int) -> str:
+    """A version-4 UUID string from 128 random bits (as ``_TenantBuilder.uid``)."""
+    bits = (bits & ~(0xF000 << 64 | 0xC000 << 48)) | (0x4000 << 64 | 0x8000 << 48)
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _cents(value: float) -> int:
+    """Money as the records carry it (a 2-dp float), in exact integer cents."""
+    return int(Decimal(str(value)) * 100)
+
+
+@dataclass
+class _Advance:
+    """One planned overpayment or prepayment before its record is built."""
+
+    endpoint: str  # "Overpayments" or "Prepayments"
+    receive: bool  # RECEIVE-* (from a client) or SPEND-* (to a supplier)
+    party: _Party
+    day: int
+    total: int  # cents
+    voided: bool = False
+    # (invoice record, allocated cents, allocation day)
+    allocations: list[tuple[dict, int, int]] = field(default_factory=list)
+
+
+class _AdvanceBuilder:
+    """Overpayments and prepayments of one organisation, and their allocations to invoices.
+
+    About one overpayment and one or two prepayments a month (fewer in a small dataset: a few
+    percent of the invoices). Clients overpay and pay deposits; the firm pays suppliers deposits
+    and sometimes overpays a bill. Most are allocated, in full or in part, to open invoices of the
+    same contact and currency (ACCREC for RECEIVE-*, ACCPAY for SPEND-*); an allocated invoice's
+    AmountCredited, AmountDue, ``Overpayments``/``Prepayments`` list, status (PAID with
+    FullyPaidOnDate once nothing is due) and UpdatedDateUTC follow, as in Xero. The rest keep
+    their credit; every tenth one is voided (no allocations, RemainingCredit 0, as this sandbox
+    does for voided credit notes).
+
+    All randomness comes from the builder's ``credit_rng``, never from its main stream.
+    """
+
+    def __init__(self, books: _TenantBuilder) -> None:
+        self.books = books
+        self.cal = books.cal
+        self.rng = books.credit_rng
+        self.rnd = self.rng.random
+        self.data = books.data
+
+    def uid(self) -> str:
+        return _uuid4(self.rng.getrandbits(128))
+
+    def instant(self, day: int) -> int:
+        """A random instant (ms) on ``day``, clamped to as_of (as ``_TenantBuilder.instant``)."""
+        cal = self.cal
+        if day >= cal.last:
+            return cal.ms[cal.last] + int(self.rnd() * cal.last_span)
+        return cal.ms[day] + int(self.rnd() * _DAY)
+
+    def fx(self, currency: str, day: int) -> float:
+        books = self.books
+        if currency == books.profile.currency:
+            return 1.0
+        drift = 1 + 0.05 * math.sin(day / 53 + books.fx_phase[currency])
+        return round(books.fx_base[currency] * drift * (1 + 0.006 * (self.rnd() - 0.5)), 6)
+
+    def day_of(self, value: str) -> int:
+        """The calendar index of a date-only ``/Date(...)/`` value."""
+        return (parse_ms_date(value) - self.cal.base_ms) // _DAY
+
+    # planning
+
+    def build(self) -> None:
+        cal, books = self.cal, self.books
+        months = len(set(cal.month[cal.first : cal.last + 1]))
+        invoices = self.data.count("Invoices")
+        counts = {
+            "Overpayments": max(2, min(months, invoices // 40)),
+            "Prepayments": max(3, min(months * 3 // 2, invoices // 25)),
+        }
+        # open invoices by type, in date order: what an advance can be allocated to
+        self.open: dict[str, list[dict]] = {"ACCREC": [], "ACCPAY": []}
+        for invoice in self.data.collections["Invoices"].values():
+            if invoice["Status"] == "AUTHORISED" and invoice["AmountDue"] > 0:
+                self.open[invoice["Type"]].append(invoice)
+        self.parties = {p.id: p for p in (*books.customers, *books.suppliers)}
+        plans: list[_Advance] = []
+        for endpoint, count in counts.items():
+            for i in range(count):
+                receive = self.rnd() < (0.75 if endpoint == "Prepayments" else 0.7)
+                plans.append(self.plan(endpoint, receive, voided=i % 10 == 3))
+        plans.sort(key=lambda plan: plan.day)  # stable: ties keep their planning order
+        self.numbers = 0
+        for plan in plans:
+            self.put(plan)
+
+    def plan(self, endpoint: str, receive: bool, voided: bool) -> _Advance:
+        rnd, cal = self.rnd, self.cal
+        prepay = endpoint == "Prepayments"
+        pool = self.open["ACCREC" if receive else "ACCPAY"]
+        if not voided and pool and rnd() < 0.7:
+            first = pool.pop(int(rnd() * len(pool)))
+            party = self.parties[first["Contact"]["ContactID"]]
+            targets = [first]
+            if rnd() < 0.3:
+                more = [
+                    i
+                    for i in pool
+                    if i["Contact"]["ContactID"] == party.id
+                    and i["CurrencyCode"] == first["CurrencyCode"]
+                ]
+                if more:
+                    targets.append(more[0])
+                    pool.remove(more[0])
+            earliest = min(self.day_of(i["Date"]) for i in targets)
+            # a deposit comes before the invoice it pays; an overpayment of an earlier bill or
+            # invoice may come shortly before or after the invoice that takes up the excess
+            lead = 2 + int(rnd() * 40) if prepay else int(rnd() * 60) - 15
+            day = min(cal.last, max(cal.first, earliest - lead))
+            plan = _Advance(endpoint, receive, party, day, 0)
+            for invoice in targets:
+                due = _cents(invoice["AmountDue"])
+                amount = due if rnd() < 0.6 else max(1, int(due * (0.2 + 0.7 * rnd())))
+                start = max(day, self.day_of(invoice["Date"]))
+                when = min(cal.last, start + int(rnd() * 10))
+                plan.allocations.append((invoice, amount, when))
+            extra = 0 if rnd() < 0.5 else 500 + int(rnd() * rnd() * 60000)
+            plan.total = sum(amount for _, amount, _ in plan.allocations) + extra
+            return plan
+        party = self.unallocated_party(receive)
+        span = cal.last - cal.first
+        day = cal.last - int(span * rnd() * (rnd() if not voided else 1.0))  # recent-leaning
+        if prepay:
+            total = (50000 if receive else 20000) + int(rnd() * 400000)
+        else:
+            total = 500 + int(rnd() * rnd() * 80000)
+        return _Advance(endpoint, receive, party, day, total, voided=voided)
+
+    def unallocated_party(self, receive: bool) -> _Party:
+        books, rnd = self.books, self.rnd
+        parties = books.customers if receive else books.suppliers
+        active = [p for p in parties if not p.archived]
+        foreign = [p for p in active if p.currency != books.profile.currency]
+        pool = foreign if foreign and rnd() < 0.3 else active
+        return pool[int(rnd() * len(pool))]
+
+    # records
+
+    def lines(self, plan: _Advance) -> tuple[list[dict], int, int, int]:
+        """(LineItems, LineAmountTypes, tax cents, SubTotal cents) of ``plan``.
+
+        An overpayment is one untaxed line on Accounts Receivable (or Payable), as Xero books it;
+        a prepayment is one or two tax-inclusive lines on the income or expense accounts the
+        deposit is for, taxed as the sale or purchase will be."""
+        books, rnd, p = self.books, self.rnd, self.books.profile
+        party = plan.party
+        foreign = party.currency != p.currency
+        if plan.endpoint == "Overpayments":
+            code = "610" if plan.receive else "800"
+            text = "Overpayment received" if plan.receive else "Overpayment to supplier"
+            line = self.line(text, code, plan.total, p.no_tax, _NO_TAX, [])
+            return [line], _NO_TAX, 0, plan.total
+        if plan.receive:
+            tax = p.zero_rated if foreign else p.sales
+            code = ("220", "200", "210")[int(rnd() * 3)]
+            texts = _SALE_TEXT[code]
+            text = f"Deposit - {texts[int(rnd() * len(texts))]}"
+            tracking_opts: tuple = (books.region_of(party, plan.day), books.service_of[code])
+        else:
+            kind = _KIND[party.kind]
+            tax = books.taxes["no_tax" if foreign else kind.tax]
+            code = kind.accounts[0]
+            text = f"Deposit - {kind.texts[int(rnd() * len(kind.texts))]}"
+            tracking_opts = (books.regions[int(rnd() * 3)],) if rnd() < 0.5 else ()
+        lat = _NO_TAX if tax.rate_bp == 0 and not plan.receive else _INCLUSIVE
+        parts = [plan.total]
+        if plan.total >= 2000 and rnd() < 0.3:
+            first = plan.total * (3 + int(rnd() * 5)) // 10
+            parts = [first, plan.total - first]
+        lines, tax_sum = [], 0
+        for cents in parts:
+            line = self.line(text, code, cents, tax, lat, books.track(tracking_opts))
+            lines.append(line)
+            tax_sum += _cents(line["TaxAmount"])
+        sub_total, _ = _totals(lat, plan.total, tax_sum)
+        return lines, lat, tax_sum, sub_total
+
+    def line(
+        self, text: str, code: str, cents: int, tax: _Tax, lat: int, tracking: list[dict]
+    ) -> dict:
+        """A one-unit LineItem of ``cents`` (tax-inclusive when ``lat`` is Inclusive)."""
+        tax_cents = _tax_of(cents, tax.rate_bp, lat) if tax.rate_bp and lat != _NO_TAX else 0
+        return {
+            "LineItemID": self.uid(),
+            "Description": text,
+            "Quantity": 1.0,
+            "UnitAmount": cents / 100,
+            "AccountCode": code,
+            "AccountID": self.books.account[code][0],
+            "TaxType": tax.type,
+            "TaxAmount": tax_cents / 100,
+            "LineAmount": cents / 100,
+            "Tracking": tracking,
+        }
+
+    def put(self, plan: _Advance) -> None:
+        cal, rnd, books = self.cal, self.rnd, self.books
+        prepay = plan.endpoint == "Prepayments"
+        kind = "PREPAYMENT" if prepay else "OVERPAYMENT"
+        record_id = self.uid()
+        lines, lat, tax_sum, sub_total = self.lines(plan)
+        currency = plan.party.currency
+        rate = self.fx(currency, plan.day)
+        updated = self.instant(plan.day + (0, 0, 1)[int(rnd() * 3)])
+        allocations: list[dict] = []
+        for invoice, amount, day in plan.allocations:
+            when = self.instant(day)
+            allocations.append(
+                {
+                    "AllocationID": self.uid(),
+                    "Amount": amount / 100,
+                    "Date": cal.msdate[day],
+                    "Invoice": {
+                        "InvoiceID": invoice["InvoiceID"],
+                        "InvoiceNumber": invoice["InvoiceNumber"],
+                    },
+                }
+            )
+            self.allocate(invoice, plan, record_id, amount, day, when)
+            updated = max(updated, when)
+        remaining = plan.total - sum(amount for _, amount, _ in plan.allocations)
+        status = "PAID" if remaining == 0 else "AUTHORISED"
+        if plan.voided:
+            status, remaining = "VOIDED", 0
+            later = plan.day + 1 + int(rnd() * 30)
+            updated = max(updated, self.instant(min(cal.last, later)))
+        if prepay and plan.receive:
+            self.numbers += 1
+            reference = f"PP-{self.numbers:05d}"
+        elif prepay:
+            reference = f"{plan.party.prefix}-DEP{1000 + int(rnd() * 9000)}"
+        else:
+            reference = f"Remittance {100000 + int(rnd() * 900000)}" if rnd() < 0.7 else ""
+        updated_ms, updated_string = cal.stamp(updated)
+        record: dict = {
+            f"{kind.title()}ID": record_id,
+            "Type": f"{'RECEIVE' if plan.receive else 'SPEND'}-{kind}",
+            "Reference": reference,
+        }
+        if prepay and plan.receive:
+            record["InvoiceNumber"] = reference
+        record.update(
+            {
+                "RemainingCredit": remaining / 100,
+                "Allocations": allocations,
+                "Payments": [],
+                "HasAttachments": False,
+                "Contact": books.contact_stub(plan.party),
+                "DateString": cal.string[plan.day],
+                "Date": cal.msdate[plan.day],
+                "Status": status,
+                "LineAmountTypes": _LINE_AMOUNT_TYPES[lat],
+                "LineItems": lines,
+                "SubTotal": sub_total / 100,
+                "TotalTax": tax_sum / 100,
+                "Total": plan.total / 100,
+                "UpdatedDateUTC": updated_ms,
+                "UpdatedDateUTCString": updated_string,
+                "CurrencyCode": currency,
+                "CurrencyRate": rate,
+            }
+        )
+        self.data.put(plan.endpoint, record)
+
+    def allocate(
+        self, invoice: dict, plan: _Advance, record_id: str, amount: int, day: int, when: int
+    ) -> None:
+        """Apply ``amount`` cents of the advance to ``invoice`` as Xero does: AmountCredited up,
+        AmountDue down, the advance listed on the invoice, PAID once nothing is due, and a new
+        UpdatedDateUTC no earlier than the allocation."""
+        cal = self.cal
+        due = _cents(invoice["AmountDue"]) - amount
+        applied = {
+            "AppliedAmount": amount / 100,
+            "Date": cal.msdate[day],
+            "Total": plan.total / 100,
+        }
+        id_key = "PrepaymentID" if plan.endpoint == "Prepayments" else "OverpaymentID"
+        rebuilt: dict = {}
+        for key, value in invoice.items():
+            if key in ("Prepayments", "Overpayments"):
+                continue
+            rebuilt[key] = value
+            if key == "CreditNotes":  # where Xero lists them: after the credit notes
+                rebuilt["Prepayments"] = invoice.get("Prepayments", [])
+                rebuilt["Overpayments"] = invoice.get("Overpayments", [])
+        rebuilt[plan.endpoint].append({id_key: record_id, **applied})
+        rebuilt["AmountDue"] = due / 100
+        rebuilt["AmountCredited"] = (_cents(invoice["AmountCredited"]) + amount) / 100
+        if due == 0:
+            rebuilt["Status"] = "PAID"
+            settled = [self.day_of(p["Date"]) for p in invoice["Payments"]]
+            settled += [self.day_of(c["Date"]) for k in _APPLIED for c in rebuilt.get(k, ())]
+            rebuilt["FullyPaidOnDate"] = cal.msdate[max(settled)]
+        updated = max(parse_ms_date(invoice["UpdatedDateUTC"]), when)
+        rebuilt["UpdatedDateUTC"], rebuilt["UpdatedDateUTCString"] = cal.stamp(updated)
+        invoice.clear()
+        invoice.update(rebuilt)  # the same dict: the open-invoice pools still point at it
+        self.data.put("Invoices", invoice)
+
+
+_APPLIED = ("CreditNotes", "Prepayments", "Overpayments")  # invoice lists of applied credit
 
 
 # unallocated credit notes take these in turn, so even a small dataset has each status

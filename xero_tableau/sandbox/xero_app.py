@@ -31,6 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from xero_tableau.sandbox.admin import admin_routes
 from xero_tableau.sandbox.clock import SandboxClock
 from xero_tableau.sandbox.credentials import (
     DEMO_CLIENT_ID,
@@ -46,6 +47,7 @@ from xero_tableau.sandbox.dataset import (
     SandboxDataset,
     TenantData,
     day_ms,
+    endpoint_scopes,
     ms_date,
 )
 from xero_tableau.sandbox.identity import (
@@ -72,24 +74,6 @@ MAX_IDS = 50  # Xero answers 404 once an IDs list passes about 50 GUIDs (URL len
 MAX_URL_LENGTH = 2048
 NOT_FOUND_TEXT = "The resource you're looking for cannot be found"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-# Which scopes open which endpoint: the broad scope, or one of the 2026 granular ones.
-_SCOPES: dict[str, tuple[str, ...]] = {
-    "Invoices": ("accounting.transactions", "accounting.invoices"),
-    "CreditNotes": ("accounting.transactions", "accounting.invoices"),
-    "PurchaseOrders": ("accounting.transactions", "accounting.invoices"),
-    "Payments": ("accounting.transactions", "accounting.payments"),
-    "Overpayments": ("accounting.transactions", "accounting.payments"),
-    "Prepayments": ("accounting.transactions", "accounting.payments"),
-    "BankTransactions": ("accounting.transactions", "accounting.banktransactions"),
-    "ManualJournals": ("accounting.transactions", "accounting.manualjournals"),
-    "Contacts": ("accounting.contacts",),
-    "Accounts": ("accounting.settings",),
-    "TrackingCategories": ("accounting.settings",),
-    "TaxRates": ("accounting.settings",),
-    "Currencies": ("accounting.settings",),
-    "Organisation": ("accounting.settings",),
-}
 
 # Fields Xero leaves out of summaryOnly responses (the computation-heavy and nested ones).
 _SUMMARY_DROP = {
@@ -414,9 +398,6 @@ def build_app(sandbox: XeroSandbox) -> Starlette:
         finally:
             sandbox.limiter.release(tenant.tenant_id)
 
-    # imported here: the admin module builds on this module's helpers
-    from xero_tableau.sandbox.admin import admin_routes
-
     routes = [
         Route("/identity/connect/authorize", authorize, methods=["GET"]),
         Route("/connect/token", token, methods=["POST"]),
@@ -451,7 +432,8 @@ def _tenant_for(sandbox: XeroSandbox, request: Request, grant: Grant) -> TenantD
 
 
 def _has_scope(grant: Grant, endpoint: str) -> bool:
-    return any(base in grant.scopes or f"{base}.read" in grant.scopes for base in _SCOPES[endpoint])
+    scopes = endpoint_scopes(endpoint)
+    return any(base in grant.scopes or f"{base}.read" in grant.scopes for base in scopes)
 
 
 async def _inject_faults(sandbox: XeroSandbox) -> Response | None:
@@ -564,7 +546,20 @@ class _UpdatedOrderRows:
         return [(records[rid], *instants[rid]) for rid in chosen]
 
 
-_FILTER_PARAMS = ("IDs", "InvoiceNumbers", "ContactIDs", "Statuses", "where", "Status")
+_FILTER_PARAMS = (
+    "IDs",
+    "InvoiceNumbers",
+    "ContactIDs",
+    "Statuses",
+    "where",
+    "Status",
+    "References",
+)
+# the spec's list filters of the two advance endpoints: parameter -> field it matches
+_ADVANCE_FILTERS = {
+    "Overpayments": ("References", "Reference"),
+    "Prepayments": ("InvoiceNumbers", "InvoiceNumber"),
+}
 
 
 def _select(
@@ -602,6 +597,11 @@ def _select(
         if params.get("Statuses"):
             statuses = set(_csv(params["Statuses"]))
             rows = [row for row in rows if row[0].get("Status") in statuses]
+    if spec.endpoint in _ADVANCE_FILTERS:
+        param, field_name = _ADVANCE_FILTERS[spec.endpoint]
+        if params.get(param):
+            wanted_values = set(_csv(params[param]))
+            rows = [row for row in rows if row[0].get(field_name) in wanted_values]
     if spec.endpoint == "PurchaseOrders":
         rows = _purchase_order_filters(rows, params)
     if params.get("where") and spec.takes_where:

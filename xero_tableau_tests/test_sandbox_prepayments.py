@@ -1,0 +1,361 @@
+"""Overpayments and prepayments in the sandbox, read over real HTTP as a connector reads them.
+
+The checks are written from Xero's rules, not from the generator's code: an allocation applies
+credit to an invoice of the same contact and currency (ACCREC for RECEIVE-*, ACCPAY for SPEND-*),
+RemainingCredit is what is left of the total, and an allocated invoice's AmountDue, AmountPaid and
+AmountCredited still add up to its Total. The endpoint table (``dataset.ENTITIES``) is compared
+with the parameters Xero's OpenAPI spec gives each endpoint.
+"""
+
+import re
+from collections import Counter
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from xero_tableau.sandbox import generator
+from xero_tableau.sandbox.dataset import ENTITIES, endpoint_scopes
+from xero_tableau.sandbox.generator import GeneratorConfig, generate
+from xero_tableau.sandbox.server import RunningXeroSandbox
+from xero_tableau_tests.conftest import XeroConnection, connect
+from xero_tableau_tests.xero_spec import (
+    ACCOUNTING,
+    assert_valid,
+    load_spec,
+    skip_reason,
+    spec_available,
+)
+
+ADVANCES = ("Overpayments", "Prepayments")
+_MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+ZERO = Decimal(0)
+
+
+def ms(value: str) -> int:
+    """Epoch ms of Xero's ``/Date(ms[+hhmm])/`` (written here, independent of the sandbox)."""
+    match = _MS_DATE.match(value)
+    assert match is not None, value
+    return int(match.group(1))
+
+
+def dec(value: float) -> Decimal:
+    return Decimal(str(value))
+
+
+def kind(record: dict) -> str:
+    return "Prepayments" if "PrepaymentID" in record else "Overpayments"
+
+
+def record_id(record: dict) -> str:
+    return record["PrepaymentID"] if "PrepaymentID" in record else record["OverpaymentID"]
+
+
+Books = dict[str, dict[str, list[dict]]]  # tenant -> endpoint -> records
+
+
+@pytest.fixture(scope="module")
+def books(xero: XeroConnection) -> Books:
+    """Both advance endpoints, invoices and accounts of every tenant, read page by page."""
+    out: Books = {}
+    for tenant in xero.tenant_ids:
+        out[tenant] = {name: xero.all_records(name, tenant) for name in (*ADVANCES, "Invoices")}
+        out[tenant]["Accounts"] = xero.ok("Accounts", tenant)["Accounts"]
+    return out
+
+
+def advances(books: Books) -> list[tuple[str, dict]]:
+    return [(t, r) for t, by in books.items() for name in ADVANCES for r in by[name]]
+
+
+# --- what is served ------------------------------------------------------------------------------
+
+
+def test_both_endpoints_serve_varied_records(
+    books: Books, xero_sandbox: RunningXeroSandbox
+) -> None:
+    for tenant, by in books.items():
+        stored = xero_sandbox.sandbox.dataset.tenants[tenant]
+        for name in ADVANCES:
+            assert by[name], f"{name} is empty for {tenant}"
+            assert sorted(map(record_id, by[name])) == sorted(stored.collections[name])
+    seen = Counter((r["Type"], r["Status"]) for _, r in advances(books))
+    types = {t for t, _ in seen}
+    assert types == {
+        "RECEIVE-OVERPAYMENT",
+        "SPEND-OVERPAYMENT",
+        "RECEIVE-PREPAYMENT",
+        "SPEND-PREPAYMENT",
+    }
+    assert {s for _, s in seen} == {"AUTHORISED", "PAID", "VOIDED"}
+    foreign = [
+        r
+        for tenant, r in advances(books)
+        if r["CurrencyCode"]
+        != xero_sandbox.sandbox.dataset.tenants[tenant].organisation["BaseCurrency"]
+    ]
+    assert foreign and all(r["CurrencyRate"] != 1.0 for r in foreign)
+    payments = sum(
+        len(xero_sandbox.sandbox.dataset.tenants[t].collections["Payments"]) for t in books
+    )
+    assert 0.01 * payments < len(advances(books)) < 0.1 * payments  # a few percent of payments
+
+
+@pytest.mark.parametrize("endpoint", ADVANCES)
+def test_records_conform_to_the_spec_strictly(xero: XeroConnection, endpoint: str) -> None:
+    if not spec_available(ACCOUNTING):
+        pytest.skip(skip_reason(ACCOUNTING))
+    for tenant in xero.tenant_ids:
+        body = xero.ok(endpoint, tenant, {"page": 1, "pageSize": 1000})
+        assert body[endpoint]
+        assert_valid(body, endpoint, strict=True)
+        one = body[endpoint][0]
+        single = xero.ok(f"{endpoint}/{record_id(one)}", tenant)
+        assert single[endpoint] == [one]
+        assert_valid(single, endpoint, strict=True)
+
+
+def test_allocated_invoices_conform_to_the_spec_strictly(
+    xero: XeroConnection, books: Books
+) -> None:
+    if not spec_available(ACCOUNTING):
+        pytest.skip(skip_reason(ACCOUNTING))
+    for by in books.values():
+        allocated = [i for i in by["Invoices"] if i.get("Prepayments") or i.get("Overpayments")]
+        assert allocated
+        assert_valid({"Invoices": allocated}, "Invoices", strict=True)
+
+
+# --- allocations ---------------------------------------------------------------------------------
+
+
+def test_allocations_apply_to_invoices_of_the_same_contact_and_currency(
+    books: Books, xero_sandbox: RunningXeroSandbox
+) -> None:
+    now_ms = xero_sandbox.sandbox.clock.now_ms()
+    count = 0
+    for tenant, record in advances(books):
+        invoices = {i["InvoiceID"]: i for i in books[tenant]["Invoices"]}
+        wanted_type = "ACCREC" if record["Type"].startswith("RECEIVE") else "ACCPAY"
+        for allocation in record["Allocations"]:
+            count += 1
+            invoice = invoices[allocation["Invoice"]["InvoiceID"]]  # an existing invoice
+            assert allocation["Invoice"]["InvoiceNumber"] == invoice["InvoiceNumber"]
+            assert invoice["Type"] == wanted_type
+            assert invoice["Contact"]["ContactID"] == record["Contact"]["ContactID"]
+            assert invoice["CurrencyCode"] == record["CurrencyCode"]
+            assert invoice["Status"] in ("AUTHORISED", "PAID")
+            when = ms(allocation["Date"])
+            assert max(ms(record["Date"]), ms(invoice["Date"])) <= when <= now_ms
+            assert ms(invoice["UpdatedDateUTC"]) >= when
+            assert ms(record["UpdatedDateUTC"]) >= when
+            listed = [a for a in invoice.get(kind(record), []) if record_id(a) == record_id(record)]
+            assert [dec(a["AppliedAmount"]) for a in listed] == [dec(allocation["Amount"])]
+            assert dec(listed[0]["Total"]) == dec(record["Total"])
+            assert listed[0]["Date"] == allocation["Date"]
+    assert count >= 10, "too few allocations for the checks to mean anything"
+
+
+def test_remaining_credit_is_what_the_allocations_left(books: Books) -> None:
+    statuses = Counter()
+    for _, record in advances(books):
+        applied = sum((dec(a["Amount"]) for a in record["Allocations"]), ZERO)
+        remaining = dec(record["RemainingCredit"])
+        statuses[record["Status"]] += 1
+        if record["Status"] == "VOIDED":
+            assert not record["Allocations"] and remaining == 0
+            continue
+        assert all(dec(a["Amount"]) > 0 for a in record["Allocations"])
+        assert remaining == dec(record["Total"]) - applied >= 0
+        assert (record["Status"] == "PAID") == (remaining == 0)
+    assert statuses["PAID"] and statuses["AUTHORISED"]
+    partly = [r for _, r in advances(books) if r["Allocations"] and r["RemainingCredit"] > 0]
+    assert partly, "no partly used credit: the arithmetic above is only half tested"
+
+
+def test_every_invoice_still_adds_up(books: Books) -> None:
+    """AmountDue + AmountPaid + AmountCredited == Total, and AmountCredited is every applied
+    credit note, prepayment and overpayment; an invoice is PAID exactly when nothing is due."""
+    allocated = 0
+    for by in books.values():
+        for invoice in by["Invoices"]:
+            applied = [
+                dec(a["AppliedAmount"])
+                for key in ("CreditNotes", "Prepayments", "Overpayments")
+                for a in invoice.get(key, [])
+            ]
+            due, paid = dec(invoice["AmountDue"]), dec(invoice["AmountPaid"])
+            credited = dec(invoice["AmountCredited"])
+            assert due + paid + credited == dec(invoice["Total"]), invoice["InvoiceID"]
+            assert credited == sum(applied, ZERO) and due >= 0
+            if invoice["Status"] in ("AUTHORISED", "PAID"):
+                assert (invoice["Status"] == "PAID") == (due == 0)
+            if invoice["Status"] == "PAID":
+                assert ms(invoice["FullyPaidOnDate"]) >= ms(invoice["Date"])
+            if invoice.get("Prepayments") or invoice.get("Overpayments"):
+                allocated += 1
+    assert allocated >= 10
+
+
+def test_lines_are_booked_as_xero_books_them(books: Books) -> None:
+    for tenant, record in advances(books):
+        accounts = {a["Code"]: a for a in books[tenant]["Accounts"]}
+        lines = record["LineItems"]
+        assert lines
+        for line in lines:
+            assert accounts[line["AccountCode"]]["AccountID"] == line["AccountID"]
+        line_sum = sum((dec(li["LineAmount"]) for li in lines), ZERO)
+        tax = sum((dec(li["TaxAmount"]) for li in lines), ZERO)
+        assert dec(record["TotalTax"]) == tax
+        if record["LineAmountTypes"] == "Inclusive":
+            assert dec(record["Total"]) == line_sum == dec(record["SubTotal"]) + tax
+        else:
+            assert dec(record["Total"]) == line_sum + tax == dec(record["SubTotal"]) + tax
+        if kind(record) == "Overpayments":  # one untaxed line on the AR / AP control account
+            system = "DEBTORS" if record["Type"].startswith("RECEIVE") else "CREDITORS"
+            assert len(lines) == 1 and tax == 0
+            assert accounts[lines[0]["AccountCode"]].get("SystemAccount") == system
+        else:
+            assert all(accounts[li["AccountCode"]]["Class"] != "LIABILITY" for li in lines)
+
+
+# --- reading them like any other paged endpoint --------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ADVANCES)
+def test_paging_modified_since_where_and_order(
+    xero: XeroConnection, books: Books, endpoint: str
+) -> None:
+    tenant = xero.tenant_ids[0]
+    records = books[tenant][endpoint]
+    ids = [record_id(r) for r in records]
+    seen: list[str] = []
+    page = 1
+    while True:
+        body = xero.ok(endpoint, tenant, {"page": page, "pageSize": 4})
+        assert body["pagination"]["itemCount"] == len(records)
+        seen.extend(record_id(r) for r in body[endpoint])
+        if page >= body["pagination"]["pageCount"]:
+            break
+        page += 1
+    assert len(seen) == len(set(seen)) == len(records) and page > 1
+    capped = xero.ok(endpoint, tenant, {"page": 1, "pageSize": 5000})
+    assert capped["pagination"]["pageSize"] == 1000 and len(capped[endpoint]) == len(ids)
+
+    instants = sorted(ms(r["UpdatedDateUTC"]) for r in records)
+    second = instants[len(instants) // 2] // 1000
+    since = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    got = xero.all_records(endpoint, tenant, headers={"If-Modified-Since": since})
+    expected = [record_id(r) for r in records if ms(r["UpdatedDateUTC"]) // 1000 >= second]
+    assert 0 < len(expected) < len(records)
+    assert sorted(map(record_id, got)) == sorted(expected)
+
+    where = 'Status=="AUTHORISED" && Type.StartsWith("RECEIVE")'
+    got = xero.all_records(endpoint, tenant, where=where)
+    expected = [
+        record_id(r)
+        for r in records
+        if r["Status"] == "AUTHORISED" and r["Type"].startswith("RECEIVE")
+    ]
+    assert expected and sorted(map(record_id, got)) == sorted(expected)
+
+    descending = xero.all_records(endpoint, tenant, order="Date DESC")
+    dates = [ms(r["Date"]) for r in descending]
+    assert dates == sorted(dates, reverse=True) and len(set(dates)) > 1
+    default = xero.all_records(endpoint, tenant)
+    assert [ms(r["UpdatedDateUTC"]) for r in default] == instants
+
+
+def test_references_and_invoice_numbers_filters(xero: XeroConnection, books: Books) -> None:
+    """The spec's list filters: Overpayments by References, Prepayments by InvoiceNumbers (only
+    RECEIVE-PREPAYMENTs carry an InvoiceNumber)."""
+    tenant = xero.tenant_ids[0]
+    overs = [r for r in books[tenant]["Overpayments"] if r["Reference"]][:2]
+    refs = ",".join(f'"{r["Reference"]}"' for r in overs)
+    got = xero.all_records("Overpayments", tenant, References=refs)
+    assert overs and sorted(map(record_id, got)) == sorted(map(record_id, overs))
+    pres = [r for r in books[tenant]["Prepayments"] if "InvoiceNumber" in r]
+    assert pres and all(r["Type"] == "RECEIVE-PREPAYMENT" for r in pres)
+    numbers = [r["InvoiceNumber"] for r in pres[:2]]
+    got = xero.all_records("Prepayments", tenant, InvoiceNumbers=",".join(numbers))
+    assert sorted(r["InvoiceNumber"] for r in got) == sorted(numbers)
+
+
+def test_the_payments_scope_opens_both(
+    http: httpx.Client, xero_sandbox: RunningXeroSandbox, xero: XeroConnection
+) -> None:
+    for scope, allowed in (("accounting.payments.read", True), ("accounting.invoices.read", False)):
+        token = connect(http, xero_sandbox.base_url, scope=f"offline_access {scope}")
+        narrow = XeroConnection(http, xero.base_url, token, xero.tenant_ids)
+        for endpoint in ADVANCES:
+            status = narrow.get(endpoint, params={"page": 1}).status_code
+            assert status == (200 if allowed else 403), (scope, endpoint)
+
+
+# --- the generator -------------------------------------------------------------------------------
+
+
+def test_advances_leave_every_other_record_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """They draw from their own random stream: without them the generator yields the very same
+    records, except the invoices they were allocated to (and the two endpoints, then empty)."""
+    config = GeneratorConfig(seed=5, tenants=2, invoice_lines=1200, as_of=date(2026, 1, 31))
+    with_them = generate(config)
+    monkeypatch.setattr(generator._AdvanceBuilder, "build", lambda self: None)
+    without = generate(config)
+    for tenant_id, full in with_them.tenants.items():
+        bare = without.tenants[tenant_id]
+        assert full.organisation == bare.organisation
+        allocated = {
+            a["Invoice"]["InvoiceID"]
+            for name in ADVANCES
+            for r in full.collections[name].values()
+            for a in r["Allocations"]
+        }
+        assert allocated
+        for name in ENTITIES:
+            if name in ADVANCES:
+                assert full.collections[name] and not bare.collections[name]
+                continue
+            assert full.collections[name].keys() == bare.collections[name].keys()
+            changed = {
+                rid
+                for rid, record in full.collections[name].items()
+                if record != bare.collections[name][rid]
+            }
+            assert changed == (allocated if name == "Invoices" else set()), name
+
+
+# --- the endpoint table against the spec ---------------------------------------------------------
+
+
+def _spec_parameters(spec: dict[str, Any], path: str) -> set[str]:
+    names = set()
+    for param in spec["paths"][path]["get"].get("parameters", []):
+        if "$ref" in param:
+            param = spec["components"]["parameters"][param["$ref"].rsplit("/", 1)[-1]]
+        names.add(param["name"])
+    return names
+
+
+def test_endpoint_table_matches_the_spec_parameters() -> None:
+    if not spec_available(ACCOUNTING):
+        pytest.skip(skip_reason(ACCOUNTING))
+    spec = load_spec(ACCOUNTING)
+    for name, entity in ENTITIES.items():
+        params = _spec_parameters(spec, f"/{name}")
+        assert entity.paged == ("pageSize" in params), name
+        assert entity.modified_since == ("If-Modified-Since" in params), name
+        assert entity.unit_dp == ("unitdp" in params), name
+        assert entity.takes_ids == ("IDs" in params), name
+        assert entity.summary_only == ("summaryOnly" in params), name
+        # Invoices list includeArchived in the spec, but no Invoice status is ARCHIVED
+        assert entity.include_archived == ("includeArchived" in params and name != "Invoices")
+        assert entity.takes_where == ("where" in params), name
+        assert entity.scopes and all(s.startswith("accounting.") for s in entity.scopes)
+        broad = spec["paths"][f"/{name}"]["get"]["security"][0]["OAuth2"]
+        assert any(s in broad or f"{s}.read" in broad for s in entity.scopes), name
+    assert endpoint_scopes("Organisation") == ("accounting.settings",)
+    assert {n for n, e in ENTITIES.items() if e.unit_dp} >= set(ADVANCES)
+    assert all(ENTITIES[n].webhook_category is None for n in ADVANCES)  # Xero has none
