@@ -19,19 +19,16 @@ import subprocess
 import sys
 import time
 import warnings
-import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
-
 from xero_tableau import raw_lake
+from xero_tableau.connect import connect
+from xero_tableau.devstack import sandbox_env, tableau_env
 from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store.crypto import EncryptionKeyError
 from xero_tableau.store.tenants import KnownTenant
-from xero_tableau.xero.consent import run_consent
 from xero_tableau.xero.errors import XeroError
-from xero_tableau.xero_connection import open_xero, record_tenants
 
 
 def _say(message: str = "") -> None:
@@ -39,31 +36,6 @@ def _say(message: str = "") -> None:
 
 
 # --- connect -----------------------------------------------------------------------------------
-
-
-def connect(
-    settings: Settings, *, open_browser: bool = True, follow_with_http: bool = False
-) -> list[KnownTenant]:
-    """Consent (or custom connection), store the tokens encrypted, register the tenants."""
-    with open_xero(settings) as xero:
-        if settings.xero_auth_mode == "authorization_code":
-            url, state = xero.oauth.authorize_url()
-            _say("Open this URL to let xero-tableau read your Xero organisations:")
-            _say(f"  {url}")
-
-            def follow(target: str) -> None:
-                # The sandbox's consent page answers at once with a redirect to our callback.
-                httpx.get(target, follow_redirects=True, timeout=30)
-
-            opener = follow if follow_with_http else (webbrowser.open if open_browser else None)
-            code = run_consent(url, state, settings.xero_redirect_uri, open_url=opener)
-            xero.session.connect_with_code(code)
-        known = record_tenants(xero)
-    connected = sum(t.active for t in known)
-    _say(f"Connected: {connected} organisation(s); tokens stored encrypted in the state DB.")
-    for tenant in known:
-        _say(f"  {tenant.tenant_id}  {tenant.name}{'' if tenant.active else '  (disconnected)'}")
-    return [t for t in known if t.active]
 
 
 def register_partitions(tenants: Sequence[KnownTenant]) -> None:
@@ -104,31 +76,6 @@ def prepare_dagster_home(path: Path) -> None:
     prepare(path)
 
 
-def sandbox_env(base_url: str, home: Path) -> dict[str, str]:
-    """The environment that points every part of the project at a running sandbox."""
-    from xero_tableau.sandbox.credentials import (
-        DEMO_CLIENT_ID,
-        DEMO_CLIENT_SECRET,
-        DEMO_REDIRECT_URI,
-        DEMO_WEBHOOK_KEY,
-        READ_SCOPES,
-    )
-
-    return {
-        "XT_HOME": str(home),
-        "XERO_CLIENT_ID": DEMO_CLIENT_ID,
-        "XERO_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "XERO_AUTH_MODE": "authorization_code",
-        "XERO_SCOPES": READ_SCOPES,
-        "XERO_REDIRECT_URI": DEMO_REDIRECT_URI,
-        "XERO_WEBHOOK_KEY": DEMO_WEBHOOK_KEY,
-        "XERO_API_BASE": base_url,
-        "XERO_IDENTITY_BASE": base_url,
-        "XERO_LOGIN_BASE": base_url,
-        "DAGSTER_HOME": str(home / "dagster"),
-    }
-
-
 def _start_tableau(args: argparse.Namespace, storage: Path | None = None):
     from xero_tableau.sandbox.tableau_app import TableauSandboxConfig, start_tableau_sandbox
 
@@ -137,23 +84,6 @@ def _start_tableau(args: argparse.Namespace, storage: Path | None = None):
     )
     _say(f"Tableau sandbox up at {running.base_url}")
     return running
-
-
-def tableau_env(base_url: str) -> dict[str, str]:
-    """The environment that publishes to a running Tableau sandbox."""
-    from xero_tableau.sandbox.credentials import (
-        TABLEAU_DEMO_PAT_NAME,
-        TABLEAU_DEMO_PAT_SECRET,
-        TABLEAU_DEMO_SITE,
-    )
-
-    return {
-        "TABLEAU_SERVER_URL": base_url,
-        "TABLEAU_SITE": TABLEAU_DEMO_SITE,
-        "TABLEAU_PAT_NAME": TABLEAU_DEMO_PAT_NAME,
-        "TABLEAU_PAT_SECRET": TABLEAU_DEMO_PAT_SECRET,
-        "TABLEAU_PROJECT": "Xero",
-    }
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from xero_tableau.transform import layouts
-from xero_tableau.transform.layouts import RawLayout
+from xero_tableau import raw_layouts as layouts
+from xero_tableau.raw_layouts import RawLayout
 from xero_tableau.xero import models
 from xero_tableau.xero.models import ParseResult, XeroModel
 

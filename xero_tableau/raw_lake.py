@@ -30,7 +30,7 @@ Money in JSON: records may carry ``Decimal`` (``json.loads(parse_float=Decimal)`
 written as JSON numbers when the shortest float repr is exactly the decimal (all 2-dp amounts
 below 10^13), else as strings, and read back with ``parse_float=Decimal``.
 
-This package must never import dagster.
+No dagster here.
 """
 
 import ctypes

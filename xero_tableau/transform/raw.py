@@ -3,7 +3,7 @@
 :func:`flatten` runs in the raw asset on one window of API results (a day partition), so it may
 spend per-record Python: it validates every record with the entity's model, quarantines the ones
 that fail (with the id and a readable reason) and lays the rest out in the entity's fixed Arrow
-schemas (:mod:`xero_tableau.transform.layouts`, chosen in ``xero_tableau.entities``), so the
+schemas (:mod:`xero_tableau.raw_layouts`, chosen in ``xero_tableau.entities``), so the
 normalize step can stay pure vectorized Arrow.
 
 - ``documents``: one row per record, ``id``, ``updated_at_utc``, ``fetched_at_utc`` first. A
@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from xero_tableau.entities import TRANSACTIONAL, XeroEntity, transactional
-from xero_tableau.transform.layouts import INSTANT, RawLayout, Row, TooMuchTracking
+from xero_tableau.raw_layouts import INSTANT, RawLayout, Row, TooMuchTracking
 from xero_tableau.xero.models import RejectedRecord, XeroModel
 
 __all__ = [

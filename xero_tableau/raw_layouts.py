@@ -10,7 +10,7 @@ not, concatenate without type drift. Money is ``decimal128(18, 2)``, quantities 
 documents) is stored as null. Which layout belongs to which endpoint is said once, in
 ``xero_tableau.entities``.
 
-This package must never import dagster.
+No dagster here.
 """
 
 from collections.abc import Callable
