@@ -9,7 +9,7 @@ export XT_HOME ?= $(CURDIR)/.xero_tableau
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo dev test lint typecheck defs pytest bench clean venv postgres
+.PHONY: demo dev test lint imports typecheck defs pytest bench clean venv postgres
 
 venv: $(STAMP)
 
@@ -27,12 +27,16 @@ demo: venv
 dev: venv
 	$(BIN)/xero-tableau dev
 
-## Everything CI checks: lint, format, types, definitions, the dagster CLI, the tests.
-test: venv lint typecheck defs pytest
+## Everything CI checks: lint, format, import layering, types, definitions, the dagster CLI, the tests.
+test: venv lint imports typecheck defs pytest
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Dependencies point one way: the import-linter contracts in pyproject.toml (docs/architecture.md).
+imports: venv
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/pyright

@@ -1,7 +1,7 @@
 """Client-side Xero rate limiting, shared by every process through the state DB.
 
 Xero counts calls per tenant connection (5 in flight, 60 a minute, 5,000 a day; 1,000 on the
-Starter tier) and per app (10,000 a minute), in rolling windows (reference/xero_facts.md §2).
+Starter tier) and per app (10,000 a minute), in rolling windows.
 Dagster runs, sensors and the CLI may call Xero for one tenant at the same time, so a limiter kept
 in each process's memory would let them overshoot together. Here every admission is decided in one
 short transaction on the state DB that reads the recent calls and records the new one, under a lock

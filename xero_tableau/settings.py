@@ -1,4 +1,5 @@
-"""The configuration contract of DESIGN.md, read from the environment when asked (never at import).
+"""The configuration contract (README, ``.env.example``), read from the environment when asked
+(never at import).
 
 Every variable is optional except the credentials of the real systems; ``.env.example`` lists them
 with their defaults and the README explains each one.

@@ -267,10 +267,11 @@ def test_tables_and_extracts_follow_a_raw_partition_by_automation(world: tuple) 
 def test_optional_entities_can_be_switched_off(
     world: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sandbox, _settings, instance, definitions, _summaries = world
+    sandbox, _settings, instance, _definitions, _summaries = world
     tenant_id = sorted(sandbox.sandbox.dataset.tenants)[0]
     today = sandbox.sandbox.clock.now().date()
     monkeypatch.setenv("XT_DISABLED_ENTITIES", "credit_notes,purchase_orders")
+    definitions = load_definitions()  # settings are read when the definitions load
     before = sandbox.sandbox.total_calls()
     credit_notes = dg.AssetKey(["xero", "raw", "credit_notes"])
     tags = day_range_tags(tenant_id, today, today)
@@ -282,3 +283,5 @@ def test_optional_entities_can_be_switched_off(
     monkeypatch.setenv("XT_DISABLED_ENTITIES", "payments")
     with pytest.raises(ConfigError, match="XT_DISABLED_ENTITIES"):
         Settings.from_env()
+    with pytest.raises(ConfigError, match="XT_DISABLED_ENTITIES"):
+        load_definitions()  # a bad setting fails the load, naming the variable

@@ -29,7 +29,12 @@ def _partitions(partitions_def: dg.PartitionsDefinition | None) -> Any:
 
 
 def shape() -> dict[str, Any]:
-    definitions = load_definitions()
+    # Loaded against a fresh instance, as Dagster's own tools do (not a closed one of another test).
+    with dg.instance_for_test():
+        return _shape(load_definitions())
+
+
+def _shape(definitions: dg.Definitions) -> dict[str, Any]:
     repository = definitions.get_repository_def()
     graph = repository.asset_graph
     assets = {}

@@ -84,8 +84,10 @@ def _same(published, local) -> None:
 
 
 def _resync(world: tuple, tenant: str) -> dg.ExecuteInProcessResult:
-    """Re-read yesterday and today of ``tenant``; rebuild, extract and publish its tables."""
-    sandbox, _tableau, instance, definitions, _ = world
+    """Re-read yesterday and today of ``tenant``; rebuild, extract and publish its tables, with
+    the settings the environment holds now (the resources read it when the definitions load)."""
+    sandbox, _tableau, instance, _definitions, _ = world
+    definitions = load_definitions()
     today = sandbox.sandbox.clock.now().date()
     tags = day_range_tags(tenant, today - timedelta(days=1), today)
     assert materialize(definitions, instance, RAW_KEYS, tags=tags).success

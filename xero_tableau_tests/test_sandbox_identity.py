@@ -1,4 +1,4 @@
-"""The sandbox's identity service over real HTTP: Xero's OAuth2 rules (reference/xero_facts.md §1).
+"""The sandbox's identity service over real HTTP: Xero's OAuth2 rules.
 
 Every rule is checked through the wire (authorize redirect, token endpoint, revocation,
 /connections), with the clock jumped forward where a rule is about time.

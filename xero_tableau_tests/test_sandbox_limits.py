@@ -1,4 +1,4 @@
-"""The sandbox's rate limits and injected faults, over real HTTP (reference/xero_facts.md §2, §7).
+"""The sandbox's rate limits and injected faults, over real HTTP.
 
 Each test runs its own sandbox with small limits (and a sped-up clock where a window must pass),
 so a minute- or day-long rule is proved in about a second.

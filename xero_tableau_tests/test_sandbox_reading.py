@@ -1,4 +1,4 @@
-"""Reading the sandbox's Accounting API over real HTTP (reference/xero_facts.md §3, §4, §7).
+"""Reading the sandbox's Accounting API over real HTTP.
 
 Expected results are computed here, in Python, from the full record set (fetched over HTTP and
 checked against the sandbox's store), never by asking the sandbox's own query code.

@@ -63,12 +63,13 @@ class World:
     def tick(self) -> list[dg.RunRequest]:
         """One sensor evaluation, as the daemon does it (the cursor carried over)."""
         sensor = self.definitions.resolve_sensor_def(WEBHOOK_SENSOR)
-        context = dg.build_sensor_context(
+        # A context manager: the resources nest (the Xero resource holds the state resource).
+        with dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
             resources=dict(self.definitions.resources or {}),
-        )
-        result = sensor(context)
+        ) as context:
+            result = sensor(context)
         if isinstance(result, dg.SkipReason):
             return []
         assert isinstance(result, dg.SensorResult)
@@ -262,6 +263,7 @@ def test_events_of_a_failed_run_are_retried_after_the_backoff(
 ) -> None:
     world.drain()
     monkeypatch.setenv("XT_WEBHOOK_RETRY_SECONDS", "1")
+    monkeypatch.setattr(world, "definitions", load_definitions())  # read when they load
     tenant = world.tenants[0]
     invoice = _invoice_ids(world, tenant)[5]
     world.writer.update(tenant, "Invoices", invoice, {"Reference": "after a failure"})
@@ -302,6 +304,7 @@ def test_few_changes_on_a_busy_day_are_read_by_id(
     assert len(held_before) > 20
     # A page of 10: the day's window now costs several calls, two ids cost one.
     monkeypatch.setenv("XERO_PAGE_SIZE", "10")
+    monkeypatch.setattr(world, "definitions", load_definitions())  # read when they load
     targets = _invoice_ids(world, tenant)[-2:]
     for invoice in targets:
         world.writer.update(tenant, "Invoices", invoice, {"Reference": "by id"})

@@ -3,7 +3,7 @@
 Writes behave as Xero's do: they bump ``UpdatedDateUTC`` and fire webhooks only where Xero has them
 (INVOICE, CREDITNOTE, CONTACT; CREATE or UPDATE, never DELETE: a void or delete is an UPDATE), with
 one exception kept on purpose: editing a line's account code changes the record silently, with no
-new ``UpdatedDateUTC`` and no webhook, as real Xero does (reference/peers.md, Fivetran's note).
+new ``UpdatedDateUTC`` and no webhook, as real Xero does (connector vendors, Fivetran among them, document this).
 
 Routes (JSON in, JSON out; loopback only, no auth):
 - ``GET    /sandbox/admin/state``
@@ -321,7 +321,7 @@ class SandboxWriter:
         if endpoint == "ManualJournals" and status != "POSTED":
             raise AdminError("only a POSTED manual journal can be voided")
         if endpoint != "ManualJournals" and status != "AUTHORISED":
-            # DRAFT and SUBMITTED documents are deleted, not voided (xero_facts.md §6)
+            # DRAFT and SUBMITTED documents are deleted, not voided (as in Xero)
             raise AdminError(f"a {status} document cannot be voided; delete it instead")
         if record.get("Payments"):
             raise AdminError("This document cannot be voided as it has payments applied")

@@ -1,6 +1,6 @@
 """Xero's identity service, emulated: apps, consent, codes, access tokens, rotating refresh tokens.
 
-Rules, as Xero documents them (reference/xero_facts.md §1):
+Rules, as Xero documents them:
 - access tokens live 30 minutes (``expires_in: 1800``) and are JWTs;
 - a refresh token is returned only when ``offline_access`` was granted; every refresh returns a new
   access token *and* a new refresh token;

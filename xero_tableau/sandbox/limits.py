@@ -1,5 +1,5 @@
 """Xero's rate limits, emulated: per tenant 5 in flight, 60 a minute, 5,000 a day; 10,000 a minute
-for the whole app (reference/xero_facts.md §2).
+for the whole app, as Xero documents them.
 
 Windows are rolling (a call counts for the 60 s, or 24 h, of sandbox time after it was admitted).
 Calls refused with 429 do not count. Every response carries the remaining budgets as Xero's

@@ -1,6 +1,6 @@
 """Reading semantics of the Accounting API: ``where``, ``order`` and ``If-Modified-Since``.
 
-``where`` supports the forms connectors use (reference/xero_facts.md §3): comparisons joined by
+``where`` supports the forms connectors use: comparisons joined by
 ``&&``/``AND`` and ``||``/``OR`` on a field path, with a string, ``GUID("...")``,
 ``DateTime(y, m, d[, h, mi, s])``, a number or a boolean on the right; plus ``Field.Contains("x")``
 and ``.StartsWith("x")``.
