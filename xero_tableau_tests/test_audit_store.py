@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from xero_tableau.publish_ledger import DbPublishLedger
 from xero_tableau.store.audit import format_trail, record_published, record_versions, trail
 from xero_tableau.store.db import (
     connect,
@@ -18,7 +19,6 @@ from xero_tableau.store.db import (
     xero_webhook_events,
 )
 from xero_tableau.store.event_queue import EventQueue
-from xero_tableau.store.publish_ledger import DbPublishLedger
 from xero_tableau.tableau.publish import BatchRecord
 from xero_tableau_tests.conftest import fresh_state_db
 

@@ -1,4 +1,4 @@
-"""The state-DB publish ledger (``xero_tableau.store.publish_ledger``) on SQLite and PostgreSQL.
+"""The state-DB publish ledger (``xero_tableau.publish_ledger``) on SQLite and PostgreSQL.
 
 It must behave as the in-memory ledger the publisher was written against (one scenario runs on
 both and must give the same records), survive a new engine (another process), never downgrade a
@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from xero_tableau.publish_ledger import DbPublishLedger
 from xero_tableau.store.db import connect, tableau_publish_batches
-from xero_tableau.store.publish_ledger import DbPublishLedger
 from xero_tableau.tableau.publish import (
     BatchRecord,
     InMemoryPublishLedger,

@@ -15,7 +15,7 @@ from xero_tableau.defs.reference_assets import REFERENCE_ENTITIES
 from xero_tableau.defs.resources import XeroResource
 from xero_tableau.store import db, lake, raw_lake
 from xero_tableau.tableau.hyper import HyperWriter
-from xero_tableau.tableau.tenant_publish import TenantPublish, publish_tenant
+from xero_tableau.tenant_publish import TenantPublish, publish_tenant
 from xero_tableau.transform import checks
 from xero_tableau.transform.normalize import NORMALIZE_COLUMNS, Reference, normalize
 from xero_tableau.transform.schema import TABLES

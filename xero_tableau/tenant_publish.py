@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
+from xero_tableau.publish_ledger import DbPublishLedger
 from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store import lake
 from xero_tableau.store.audit import record_published
-from xero_tableau.store.publish_ledger import DbPublishLedger
 from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau.tableau.publish import (
     BatchRecord,
