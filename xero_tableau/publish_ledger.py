@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from xero_tableau.store.db import as_utc, insert_or_ignore
 from xero_tableau.store.db import tableau_publish_batches as batches
-from xero_tableau.tableau.publish import BatchRecord, PublishOutcome
+from xero_tableau.tableau.outcome import BatchRecord, PublishOutcome
 
 __all__ = ["DbPublishLedger", "LedgerEntry"]
 

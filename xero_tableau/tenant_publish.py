@@ -29,12 +29,8 @@ from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store import lake
 from xero_tableau.store.audit import record_published
 from xero_tableau.tableau.hyper import HyperWriter
-from xero_tableau.tableau.publish import (
-    BatchRecord,
-    PublishFailed,
-    PublishOutcome,
-    TableauPublisher,
-)
+from xero_tableau.tableau.outcome import BatchRecord, PublishFailed, PublishOutcome
+from xero_tableau.tableau.publish import TableauPublisher
 from xero_tableau.tableau.routing import Route, load_routing
 from xero_tableau.transform import changes
 from xero_tableau.transform.schema import TABLES

@@ -19,7 +19,7 @@ from xero_tableau.store.db import (
     xero_webhook_events,
 )
 from xero_tableau.store.event_queue import EventQueue
-from xero_tableau.tableau.publish import BatchRecord
+from xero_tableau.tableau.outcome import BatchRecord
 from xero_tableau_tests.conftest import fresh_state_db
 
 TENANT = "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f"

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from xero_tableau.publish_ledger import DbPublishLedger
 from xero_tableau.store.db import connect, tableau_publish_batches
-from xero_tableau.tableau.publish import (
+from xero_tableau.tableau.outcome import (
     BatchRecord,
     InMemoryPublishLedger,
     PublishLedger,
