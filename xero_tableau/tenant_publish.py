@@ -12,6 +12,9 @@
 The routing file (``XT_ROUTING_FILE``) decides each tenant's site, project and data source names;
 without one every tenant goes to ``TABLEAU_SITE``/``TABLEAU_PROJECT`` with a per-tenant prefix,
 so two tenants never share a data source.
+
+It composes settings, the state DB, the audit trail, transforms and the tableau package, so it
+lives at the top level: ``tableau/`` imports none of those.
 """
 
 import dataclasses

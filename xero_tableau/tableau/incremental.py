@@ -381,27 +381,28 @@ class IncrementalPublisher:
 
     def _settle(self, outcome: PublishOutcome, batch_id: str, request_id: str) -> PublishOutcome:
         """Record the finished job in the ledger; raise :class:`PublishFailed` if it failed."""
-        self._record(outcome, batch_id, request_id)
+        if self.ledger is not None:
+            _record(self.ledger, outcome, batch_id, request_id)
         if not outcome.succeeded:
             raise PublishFailed(outcome)
         return outcome
 
-    def _record(self, outcome: PublishOutcome, batch_id: str, request_id: str) -> None:
-        if self.ledger is None:
-            return
-        previous = self.ledger.get(batch_id)
-        failures = previous.failures if previous and previous.request_id == request_id else 0
-        if outcome.finish_code in (1, 2):
-            failures += 1
-        self.ledger.put(
-            BatchRecord(
-                batch_id=batch_id,
-                request_id=request_id,
-                datasource_name=outcome.datasource_name,
-                status="succeeded" if outcome.succeeded else "failed",
-                job_id=outcome.job_id,
-                finish_code=outcome.finish_code,
-                notes=outcome.notes,
-                failures=failures,
-            )
+
+def _record(ledger: PublishLedger, outcome: PublishOutcome, batch_id: str, request_id: str) -> None:
+    """Store a finished job's batch state; a definite failure (code 1 or 2) counts once more."""
+    previous = ledger.get(batch_id)
+    failures = previous.failures if previous and previous.request_id == request_id else 0
+    if outcome.finish_code in (1, 2):
+        failures += 1
+    ledger.put(
+        BatchRecord(
+            batch_id=batch_id,
+            request_id=request_id,
+            datasource_name=outcome.datasource_name,
+            status="succeeded" if outcome.succeeded else "failed",
+            job_id=outcome.job_id,
+            finish_code=outcome.finish_code,
+            notes=outcome.notes,
+            failures=failures,
         )
+    )
