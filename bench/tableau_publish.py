@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as _compute
 
 from xero_tableau import raw_lake
+from xero_tableau.publish_ledger import DbPublishLedger
 from xero_tableau.sandbox.credentials import (
     TABLEAU_DEMO_PAT_NAME,
     TABLEAU_DEMO_PAT_SECRET,
@@ -35,11 +36,10 @@ from xero_tableau.sandbox.credentials import (
 )
 from xero_tableau.sandbox.tableau_app import TableauSandboxConfig, start_tableau_sandbox
 from xero_tableau.store import db, lake
-from xero_tableau.store.publish_ledger import DbPublishLedger
 from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau.tableau.publish import TableauPublisher
 from xero_tableau.tableau.routing import Route
-from xero_tableau.tableau.tenant_publish import (
+from xero_tableau.tenant_publish import (
     PublishTarget,
     publish_table_incremental,
     publish_table_replace,

@@ -34,7 +34,7 @@ from xero_tableau.sandbox.admin import SandboxWriter
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.settings import Settings
 from xero_tableau.store.event_queue import EventQueue
-from xero_tableau.tableau.tenant_publish import route_for
+from xero_tableau.tenant_publish import route_for
 
 TABLE = "fct_invoice_lines"
 TIMEOUT_S = 300

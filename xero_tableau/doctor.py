@@ -551,7 +551,8 @@ class _TableauDoctor:
         ]
 
     def check_site(self, server_url: str, site: str, targets: list[_Target]) -> None:
-        from xero_tableau.tableau.publish import PublishError, TableauPublisher
+        from xero_tableau.tableau.outcome import PublishError
+        from xero_tableau.tableau.publish import TableauPublisher
 
         settings = self.settings
         where = f"site {site or '(Default)'!r} at {server_url}"
@@ -621,7 +622,7 @@ class _TableauDoctor:
             self.add(name, True, detail, warning=bool(unknown))
 
     def check_project(self, publisher: "TableauPublisher", target: _Target) -> None:
-        from xero_tableau.tableau.publish import PublishPermissionError
+        from xero_tableau.tableau.outcome import PublishPermissionError
 
         site = target.site or "(Default)"
         name = f"project {target.project!r} on {site}"

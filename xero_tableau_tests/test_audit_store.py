@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from xero_tableau.entities import PUBLISHED_TABLES
+from xero_tableau.publish_ledger import DbPublishLedger
 from xero_tableau.store.audit import format_trail, record_published, record_versions, trail
 from xero_tableau.store.db import (
     connect,
@@ -19,8 +20,7 @@ from xero_tableau.store.db import (
     xero_webhook_events,
 )
 from xero_tableau.store.event_queue import EventQueue
-from xero_tableau.store.publish_ledger import DbPublishLedger
-from xero_tableau.tableau.publish import BatchRecord
+from xero_tableau.tableau.outcome import BatchRecord
 from xero_tableau_tests.conftest import fresh_state_db
 
 TENANT = "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f"

@@ -26,7 +26,7 @@ from xero_tableau.settings import Settings
 from xero_tableau.store import lake
 from xero_tableau.sync import EXTRACTS_KEY, RAW_KEYS, sync_all
 from xero_tableau.tableau.hyper import HyperWriter
-from xero_tableau.tableau.tenant_publish import route_for
+from xero_tableau.tenant_publish import route_for
 from xero_tableau_tests.xero_harness import (
     connected_settings,
     materialize,

@@ -1,4 +1,4 @@
-"""The state-DB publish ledger (``xero_tableau.store.publish_ledger``) on SQLite and PostgreSQL.
+"""The state-DB publish ledger (``xero_tableau.publish_ledger``) on SQLite and PostgreSQL.
 
 It must behave as the in-memory ledger the publisher was written against (one scenario runs on
 both and must give the same records), survive a new engine (another process), never downgrade a
@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from xero_tableau.publish_ledger import DbPublishLedger
 from xero_tableau.store.db import connect, tableau_publish_batches
-from xero_tableau.store.publish_ledger import DbPublishLedger
-from xero_tableau.tableau.publish import (
+from xero_tableau.tableau.outcome import (
     BatchRecord,
     InMemoryPublishLedger,
     PublishLedger,
@@ -103,9 +103,13 @@ def test_register_pending_and_history(engine: Engine) -> None:
     ledger = DbPublishLedger(engine, clock=lambda: next(clock))
     for batch in ("b1", "b2", "b3"):
         ledger.register(
-            batch, tenant_id=TENANT, table_name="fct_invoice_lines",
-            datasource_name="Invoice lines", site="acme", project="Finance",
-        )  # fmt: skip
+            batch,
+            tenant_id=TENANT,
+            table_name="fct_invoice_lines",
+            datasource_name="Invoice lines",
+            site="acme",
+            project="Finance",
+        )
     ledger.register("o1", tenant_id=OTHER, table_name="dim_accounts", datasource_name="Accounts")
     assert ledger.get("b1") is None  # registered, never attempted
     ledger.put(record("b1", "succeeded", updated_at=T0 + timedelta(hours=1)))
@@ -136,17 +140,28 @@ def test_attempts_and_outcome_are_recorded(engine: Engine) -> None:
         "b1", tenant_id=TENANT, table_name="fct_invoice_lines", datasource_name="Invoice lines"
     )
     outcome = PublishOutcome(
-        mode="incremental", site="acme", project="Finance", datasource_name="Invoice lines",
-        datasource_id="ds", job_id="j3", finish_code=0, succeeded=True, duration_seconds=1.5,
-        batch_id="b1", rows_sent=42,
-    )  # fmt: skip
+        mode="incremental",
+        site="acme",
+        project="Finance",
+        datasource_name="Invoice lines",
+        datasource_id="ds",
+        job_id="j3",
+        finish_code=0,
+        succeeded=True,
+        duration_seconds=1.5,
+        batch_id="b1",
+        rows_sent=42,
+    )
     ledger.record_outcome(outcome)
     entry = ledger.entry("b1")
     assert entry is not None
     assert (entry.attempt, entry.failures, entry.tenant_id) == (2, 1, TENANT)
     assert (entry.mode, entry.rows_sent, entry.duration_s, entry.site) == (
-        "incremental", 42, 1.5, "acme",
-    )  # fmt: skip
+        "incremental",
+        42,
+        1.5,
+        "acme",
+    )
     assert entry.created_at.tzinfo is not None
 
 
@@ -163,9 +178,11 @@ def test_two_writers_share_one_row(engine: Engine, url: str) -> None:
             barrier.wait()
             for i in range(10):
                 ledger.register(
-                    "b1", tenant_id=TENANT, table_name="fct_invoice_lines",
+                    "b1",
+                    tenant_id=TENANT,
+                    table_name="fct_invoice_lines",
                     datasource_name="Invoice lines",
-                )  # fmt: skip
+                )
                 ledger.put(record("b1"))
                 if index == 0 and i == 5:
                     ledger.put(record("b1", "succeeded", job_id="j1", finish_code=0))

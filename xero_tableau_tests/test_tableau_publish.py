@@ -25,17 +25,16 @@ from xero_tableau.sandbox.tableau_app import (
     RunningTableauSandbox,
 )
 from xero_tableau.tableau.hyper import HyperWriter
-from xero_tableau.tableau.publish import (
+from xero_tableau.tableau.incremental import delete_insert_actions, incremental_request_id
+from xero_tableau.tableau.outcome import (
     InMemoryPublishLedger,
     PublishError,
     PublishFailed,
     PublishOutcome,
     PublishPermissionError,
     PublishTimeout,
-    TableauPublisher,
-    delete_insert_actions,
-    incremental_request_id,
 )
+from xero_tableau.tableau.publish import TableauPublisher
 from xero_tableau.tableau.routing import (
     Route,
     RoutingError,

@@ -22,7 +22,7 @@ from xero_tableau.sandbox.xero_app import XeroSandboxConfig
 from xero_tableau.settings import Settings
 from xero_tableau.store.audit import trail
 from xero_tableau.store.event_queue import EventQueue
-from xero_tableau.tableau.tenant_publish import route_for
+from xero_tableau.tenant_publish import route_for
 
 DATA = GeneratorConfig(tenants=1, invoice_lines=300, history_days=20)
 TABLE = "fct_invoice_lines"

@@ -15,7 +15,7 @@ from xero_tableau.entities import REFERENCE, TRANSACTIONAL
 from xero_tableau.previews import markdown_preview
 from xero_tableau.store import db, lake
 from xero_tableau.tableau.hyper import HyperWriter
-from xero_tableau.tableau.tenant_publish import TenantPublish, publish_tenant
+from xero_tableau.tenant_publish import TenantPublish, publish_tenant
 from xero_tableau.tenant_tables import MissingOrganisation, build_tenant_tables
 from xero_tableau.transform.checks import CheckOutcome, checks_for
 from xero_tableau.transform.schema import TABLES

@@ -3,7 +3,8 @@
 Writes behave as Xero's do: they bump ``UpdatedDateUTC`` and fire webhooks only where Xero has them
 (INVOICE, CREDITNOTE, CONTACT; CREATE or UPDATE, never DELETE: a void or delete is an UPDATE), with
 one exception kept on purpose: editing a line's account code changes the record silently, with no
-new ``UpdatedDateUTC`` and no webhook, as real Xero does (connector vendors, Fivetran among them, document this).
+new ``UpdatedDateUTC`` and no webhook, as real Xero does (connector vendors, Fivetran among
+them, document this).
 
 Routes (JSON in, JSON out; loopback only, no auth):
 - ``GET    /sandbox/admin/state``

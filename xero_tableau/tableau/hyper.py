@@ -64,8 +64,6 @@ from tableauhyperapi import (
     escape_string_literal,
 )
 
-from xero_tableau.store.lake import fsync_path
-
 #: Schema that holds the table in every extract this module writes.
 EXTRACT_SCHEMA = "Extract"
 #: Hyper file format written: version 2 opens in Tableau Desktop/Server 2020.4.15 and later
@@ -75,6 +73,17 @@ DATABASE_VERSION = "2"
 MAX_NUMERIC_PRECISION = 18
 
 _USER_AGENT = "xero-tableau"
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file, or on POSIX a directory's entries, to disk before trusting a rename."""
+    if path.is_dir() and os.name != "posix":
+        return  # directories cannot be opened for fsync there
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class HyperWriteError(RuntimeError):
@@ -366,9 +375,9 @@ class HyperWriter:
                     f"{hyper_path}: Hyper loaded {rows} rows but the parquet footers say "
                     f"{source.rows}"
                 )
-            fsync_path(temporary)
+            _fsync_path(temporary)
             os.replace(temporary, hyper_path)
-            fsync_path(hyper_path.parent)
+            _fsync_path(hyper_path.parent)
         except HyperException as exc:
             temporary.unlink(missing_ok=True)
             raise HyperWriteError(

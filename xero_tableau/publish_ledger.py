@@ -1,6 +1,6 @@
 """The Tableau publish ledger in the state DB: incremental batches survive the process.
 
-:class:`~xero_tableau.tableau.publish.InMemoryPublishLedger` forgets everything when the run
+:class:`~xero_tableau.tableau.outcome.InMemoryPublishLedger` forgets everything when the run
 ends, so a batch whose job failed would be lost, and a batch that did succeed would be sent again
 by the next run. :class:`DbPublishLedger` keeps the same records in ``tableau_publish_batches``
 (see :mod:`xero_tableau.store.db`), so:
@@ -17,6 +17,9 @@ difference from the in-memory ledger: ``succeeded`` is final. A racing process t
 ``pending`` or ``failed`` after another process's success cannot turn the batch back, since
 Tableau ran that request id once and a resend would only be answered with the same job.
 
+It joins the state DB (``xero_tableau.store.db``) with the tableau package's types, so it lives
+at the top level: ``store/`` never imports ``tableau/``.
+
 This package must never import dagster.
 """
 
@@ -31,12 +34,23 @@ from sqlalchemy.engine import Engine
 
 from xero_tableau.store.db import as_utc, insert_or_ignore
 from xero_tableau.store.db import tableau_publish_batches as batches
-from xero_tableau.tableau.publish import BatchRecord, PublishOutcome
+from xero_tableau.tableau.outcome import BatchRecord, PublishOutcome
 
 __all__ = ["DbPublishLedger", "LedgerEntry"]
 
 Status = Literal["pending", "succeeded", "failed"]
 _UNSENT = ""  # request_id of a registered batch that was never attempted
+#: Columns a later ``put`` of the same batch overwrites (``attempt`` is incremented instead).
+_UPDATED_ON_PUT = (
+    "datasource_name",
+    "request_id",
+    "status",
+    "job_id",
+    "finish_code",
+    "notes",
+    "failures",
+    "updated_at",
+)
 
 
 @dataclass(frozen=True)
@@ -85,7 +99,7 @@ class LedgerEntry:
 
 
 class DbPublishLedger:
-    """A :class:`~xero_tableau.tableau.publish.PublishLedger` on the state DB (SQLite or
+    """A :class:`~xero_tableau.tableau.outcome.PublishLedger` on the state DB (SQLite or
     PostgreSQL), safe for several processes. Pass it as ``TableauPublisher(ledger=...)``."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
@@ -123,13 +137,7 @@ class DbPublishLedger:
         }
         stmt = insert_or_ignore(self.engine, batches).values(**values)
         excluded = stmt.excluded
-        update = {
-            name: excluded[name]
-            for name in (
-                "datasource_name", "request_id", "status", "job_id", "finish_code", "notes",
-                "failures", "updated_at",
-            )
-        }  # fmt: skip
+        update = {name: excluded[name] for name in _UPDATED_ON_PUT}
         update["attempt"] = batches.c.attempt + started
         stmt = stmt.on_conflict_do_update(
             index_elements=[batches.c.batch_id],

@@ -12,6 +12,9 @@
 The routing file (``XT_ROUTING_FILE``) decides each tenant's site, project and data source names;
 without one every tenant goes to ``TABLEAU_SITE``/``TABLEAU_PROJECT`` with a per-tenant prefix,
 so two tenants never share a data source.
+
+It composes settings, the state DB, the audit trail, transforms and the tableau package, so it
+lives at the top level: ``tableau/`` imports none of those.
 """
 
 import dataclasses
@@ -24,17 +27,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
+from xero_tableau.publish_ledger import DbPublishLedger
 from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store import lake
 from xero_tableau.store.audit import record_published
-from xero_tableau.store.publish_ledger import DbPublishLedger
 from xero_tableau.tableau.hyper import HyperWriter
-from xero_tableau.tableau.publish import (
-    BatchRecord,
-    PublishFailed,
-    PublishOutcome,
-    TableauPublisher,
-)
+from xero_tableau.tableau.outcome import BatchRecord, PublishFailed, PublishOutcome
+from xero_tableau.tableau.publish import TableauPublisher
 from xero_tableau.tableau.routing import Route, load_routing
 from xero_tableau.transform import changes
 from xero_tableau.transform.schema import TABLES
