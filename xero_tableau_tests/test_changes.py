@@ -144,6 +144,47 @@ def test_dimension_document_is_the_row() -> None:
     assert diff_documents("dim_accounts", before, archived).changed_ids.num_rows == 1
 
 
+@pytest.mark.parametrize(
+    ("table_name", "id_column"),
+    [("fct_overpayments", "overpayment_id"), ("fct_prepayments", "prepayment_id")],
+)
+def test_credit_fact_document_is_the_row(table_name: str, id_column: str) -> None:
+    """One row per over- or prepayment: the document is the row, and an allocation that only
+    moves remaining_credit (or a later status) marks just that record changed."""
+    assert document_key(table_name) == ("tenant_id", id_column)
+    schema = arrow_schema(TABLES[table_name])
+    updated = datetime(2025, 2, 1, tzinfo=UTC)
+
+    def table(remaining: list[str], fetched: datetime) -> pa.Table:
+        data: dict[str, list[Any]] = {name: [] for name in schema.names}
+        for i, left in enumerate(remaining):
+            row: dict[str, Any] = {
+                "tenant_id": TENANT,
+                id_column: f"p{i}",
+                "updated_at_utc": updated,
+                "updated_date_local": date(2025, 2, 1),
+                "fetched_at_utc": fetched,
+                "is_voided": False,
+                "is_deleted": False,
+                "document_kind": "received",
+                "allocation_count": 0,
+                "gross_amount": Decimal("100.00"),
+                "remaining_credit": Decimal(left),
+            }
+            for name in schema.names:
+                data[name].append(row.get(name))
+        return pa.table(data, schema=schema)
+
+    first = table(["100.00", "100.00"], datetime(2025, 2, 2, tzinfo=UTC))
+    before = document_fingerprints(table_name, first)
+    assert before.column_names == ["tenant_id", id_column, "fingerprint"]
+    refetched = table(["100.00", "100.00"], datetime(2025, 3, 1, tzinfo=UTC))
+    assert diff_documents(table_name, before, refetched).is_empty
+    changes = diff_documents(table_name, before, table(["100.00", "40.00"], updated))
+    assert changes.changed_ids.column(id_column).to_pylist() == ["p1"]
+    assert changes.new_ids.num_rows == changes.removed_ids.num_rows == 0
+
+
 def test_large_table_is_fast() -> None:
     """A smoke guard of the vectorized path (the 1,000,000-row figure is measured in a bench)."""
     n = 200_000

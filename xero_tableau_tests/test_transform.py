@@ -29,7 +29,12 @@ from xero_tableau import raw_lake
 from xero_tableau.entities import TRANSACTIONAL
 from xero_tableau.sandbox.dataset import TenantData, ms_date
 from xero_tableau.sandbox.generator import GeneratorConfig, generate
-from xero_tableau.transform.normalize import NORMALIZE_COLUMNS, Reference, normalize
+from xero_tableau.transform.normalize import (
+    FACT_SOURCES,
+    NORMALIZE_COLUMNS,
+    Reference,
+    normalize,
+)
 from xero_tableau.transform.raw import (
     DOCUMENT_SCHEMAS,
     LINE_SCHEMAS,
@@ -170,6 +175,8 @@ def test_row_counts_match_the_raw_records(synced: Synced) -> None:
             expected = sum(len(doc[LINE_KEY[entity]]) for doc in records(tenant, entity))
             assert tables[table].num_rows == expected, table
         assert tables["fct_payments"].num_rows == len(records(tenant, "Payments"))
+        assert tables["fct_overpayments"].num_rows == len(records(tenant, "Overpayments"))
+        assert tables["fct_prepayments"].num_rows == len(records(tenant, "Prepayments"))
         assert tables["dim_contacts"].num_rows == len(records(tenant, "Contacts"))
         assert tables["dim_accounts"].num_rows == len(records(tenant, "Accounts"))
         options = sum(len(c["Options"]) for c in records(tenant, "TrackingCategories"))
@@ -781,6 +788,20 @@ def test_docs_schema_md_is_the_render_of_schema_py() -> None:
     assert text == render_schema_markdown(), "regenerate docs/schema.md (see its header comment)"
     for spec in TABLES.values():
         assert f"## {spec.name}" in text
+
+
+def test_every_table_and_column_is_described() -> None:
+    for spec in TABLES.values():
+        assert spec.description.strip() and spec.grain.strip(), spec.name
+        for column in spec.columns:
+            assert column.description.strip().endswith("."), (spec.name, column.name)
+
+
+def test_every_transactional_entity_feeds_its_published_table() -> None:
+    for entity in TRANSACTIONAL:
+        assert entity.published_table in TABLES, entity.endpoint
+        assert FACT_SOURCES[entity.published_table] == entity.endpoint
+        assert entity.endpoint in NORMALIZE_COLUMNS
 
 
 def test_transform_and_store_never_import_dagster() -> None:

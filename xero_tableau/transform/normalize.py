@@ -60,6 +60,8 @@ FACT_SOURCES: dict[str, str] = {
     "fct_credit_note_lines": "CreditNotes",
     "fct_manual_journal_lines": "ManualJournals",
     "fct_purchase_order_lines": "PurchaseOrders",
+    "fct_overpayments": "Overpayments",
+    "fct_prepayments": "Prepayments",
     "dim_contacts": "Contacts",
 }
 """Published table -> the raw entity it is built from (dim_accounts and dim_tracking_options come
@@ -68,6 +70,15 @@ from the reference snapshots)."""
 _HEAD = ["id", "updated_at_utc", "fetched_at_utc"]
 _DOC = [*_HEAD, "status", "date"]
 _PRICED = ["line_amount_types", "contact_id", "contact_name", "currency_code", "currency_rate"]
+_CREDIT = [
+    *_PRICED,
+    "sub_total",
+    "total_tax",
+    "total",
+    "remaining_credit",
+    "allocated_amount",
+    "allocations",
+]
 _LINE_IDS = ["document_id", "document_row", "line_number"]
 _TRACKING_IDS = [
     f"tracking_{slot}_{part}" for slot in ("a", "b") for part in ("category_id", "option_id")
@@ -150,6 +161,10 @@ NORMALIZE_COLUMNS: dict[str, tuple[list[str], list[str] | None]] = {
         ],
         None,
     ),
+    # Over- and prepayments are published one row per document: their allocation lines are
+    # summarised in the documents (allocated_amount, allocations), so no line column is read.
+    "Overpayments": ([*_DOC, "type", "reference", *_CREDIT], None),
+    "Prepayments": ([*_DOC, "type", "reference", "invoice_number", *_CREDIT], None),
     "Contacts": (
         [
             *_HEAD,
@@ -896,6 +911,60 @@ def _payments(ctx: _Context, versioned: _Versioned) -> pa.Table:
     return _assemble(spec, columns, n)
 
 
+def _credit(ctx: _Context, versioned: _Versioned, table: str, record: str) -> pa.Table:
+    """fct_overpayments / fct_prepayments: one row per document, amounts as Xero totals them."""
+    spec = TABLES[table]
+    docs = versioned.documents
+    n = docs.num_rows
+    columns = _header(ctx, docs)
+    kind = record.upper()
+    currency = docs.column("currency_code")
+    rate = _rate(ctx, currency, docs.column("currency_rate"))
+    rate_ints = _unscaled(rate)
+    columns.update(
+        {
+            "tenant_id": _constant(ctx.tenant_id, n, pa.string()),
+            spec.key[1]: docs.column("id"),
+            f"{record}_type": docs.column("type"),
+            "document_kind": _map_values(
+                docs.column("type"),
+                {f"RECEIVE-{kind}": "received", f"SPEND-{kind}": "paid"},
+                pa.string(),
+            ),
+            "reference": docs.column("reference"),
+            **_contact_columns(ctx, docs.column("contact_id"), docs.column("contact_name")),
+            "line_amount_types": docs.column("line_amount_types"),
+            "currency_code": pc.coalesce(currency, _constant(ctx.base_currency, n, pa.string())),
+            "base_currency_code": _constant(ctx.base_currency, n, pa.string()),
+            "currency_rate": rate,
+            "net_amount": docs.column("sub_total"),
+            "tax_amount": docs.column("total_tax"),
+            "gross_amount": docs.column("total"),
+            "allocated_amount": docs.column("allocated_amount"),
+            "allocation_count": pc.fill_null(docs.column("allocations"), 0),
+            "remaining_credit": docs.column("remaining_credit"),
+        }
+    )
+    if "invoice_number" in spec.names:
+        columns["invoice_number"] = docs.column("invoice_number")
+    for name, source in (
+        ("net_amount_base", "sub_total"),
+        ("tax_amount_base", "total_tax"),
+        ("gross_amount_base", "total"),
+        ("remaining_credit_base", "remaining_credit"),
+    ):
+        columns[name] = _decimal(_to_base(_unscaled(docs.column(source)), rate_ints), MONEY)
+    return _assemble(spec, columns, n)
+
+
+def _overpayments(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    return _credit(ctx, versioned, "fct_overpayments", "overpayment")
+
+
+def _prepayments(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    return _credit(ctx, versioned, "fct_prepayments", "prepayment")
+
+
 def _dim_contacts(ctx: _Context, versioned: _Versioned) -> pa.Table:
     spec = TABLES["dim_contacts"]
     docs = versioned.documents
@@ -929,6 +998,8 @@ _FACT_BUILDERS: dict[str, Callable[[_Context, _Versioned], pa.Table]] = {
     "fct_credit_note_lines": _credit_note_lines,
     "fct_manual_journal_lines": _manual_journal_lines,
     "fct_purchase_order_lines": _purchase_order_lines,
+    "fct_overpayments": _overpayments,
+    "fct_prepayments": _prepayments,
 }
 
 

@@ -495,6 +495,133 @@ _FCT_PURCHASE_ORDER_LINES = TableSpec(
     key=("tenant_id", "purchase_order_id", "line_number"),
 )
 
+
+def _credit_columns(record: str, id_column: str, xero_id: str, xero_type: str) -> list[ColumnSpec]:
+    """The document-grain columns fct_overpayments and fct_prepayments share (between the
+    document's own columns and the money)."""
+    return [
+        *_tenant(),
+        _c(id_column, TEXT, f"Xero {xero_id}.", key=True),
+        *_version(),
+        *_status("AUTHORISED, PAID (no credit left) or VOIDED"),
+        _c(
+            f"{record}_type",
+            TEXT,
+            f"Xero Type: RECEIVE-{xero_type} (from a customer) or SPEND-{xero_type} (to a "
+            "supplier).",
+        ),
+        _c(
+            "document_kind",
+            TEXT,
+            "received (RECEIVE-*: money received from a customer) or paid (SPEND-*: money paid "
+            "to a supplier).",
+            nullable=False,
+        ),
+    ]
+
+
+def _credit_money(record: str) -> list[ColumnSpec]:
+    return [
+        _c("line_amount_types", TEXT, "Exclusive, Inclusive or NoTax: how the lines treat tax."),
+        *_currency(),
+        _c("net_amount", MONEY, f"Xero SubTotal: the {record} excluding tax, document currency."),
+        _c("tax_amount", MONEY, "Xero TotalTax, document currency."),
+        _c(
+            "gross_amount",
+            MONEY,
+            f"Xero Total: the whole {record} including tax, document currency.",
+        ),
+        _c(
+            "allocated_amount",
+            MONEY,
+            f"Sum of the {record}'s live (not deleted) allocations to invoices, document "
+            "currency: the part of the credit already used to reduce invoices' AmountDue.",
+        ),
+        _c(
+            "allocation_count",
+            INT,
+            "Number of live (not deleted) allocations to invoices.",
+            nullable=False,
+        ),
+        _c(
+            "remaining_credit",
+            MONEY,
+            "Xero RemainingCredit, document currency: the credit not yet allocated to invoices "
+            "or refunded, which still reduces what the contact owes (received) or what is owed "
+            "to the contact (paid). gross_amount - allocated_amount unless part was refunded "
+            "(refunds are payments in fct_payments); 0 once fully used. A voided record's "
+            "credit is void whatever this says: filter on is_voided.",
+        ),
+        _c(
+            "net_amount_base",
+            MONEY,
+            "net_amount / currency_rate, rounded to cents (base rule).",
+        ),
+        _c(
+            "tax_amount_base",
+            MONEY,
+            "tax_amount / currency_rate, rounded to cents (base rule).",
+        ),
+        _c(
+            "gross_amount_base",
+            MONEY,
+            "gross_amount / currency_rate, rounded to cents (base rule).",
+        ),
+        _c(
+            "remaining_credit_base",
+            MONEY,
+            "remaining_credit / currency_rate, rounded to cents (base rule).",
+        ),
+    ]
+
+
+_FCT_OVERPAYMENTS = TableSpec(
+    name="fct_overpayments",
+    description=(
+        "Overpayments from /Overpayments, one row per overpayment: money a customer paid (or the "
+        "organisation paid a supplier) beyond what was owed. It is credit of the contact: "
+        "allocating it to invoices (bills) of the same contact and currency reduces their "
+        "AmountDue (and raises their AmountCredited) by the amount allocated, and "
+        "remaining_credit is what is left. Overpayments are not coded to accounts or tracking "
+        "here: their lines are not published."
+    ),
+    grain="one row per overpayment (latest version)",
+    columns=[
+        *_credit_columns("overpayment", "overpayment_id", "OverpaymentID", "OVERPAYMENT"),
+        _document_date("Overpayment date"),
+        _c("reference", TEXT, "Reference."),
+        *_contact(),
+        *_credit_money("overpayment"),
+    ],
+    key=("tenant_id", "overpayment_id"),
+)
+
+_FCT_PREPAYMENTS = TableSpec(
+    name="fct_prepayments",
+    description=(
+        "Prepayments from /Prepayments, one row per prepayment: a deposit received from a "
+        "customer (or paid to a supplier) before the invoice (bill) exists. It is credit of the "
+        "contact: allocating it to invoices of the same contact and currency reduces their "
+        "AmountDue (and raises their AmountCredited) by the amount allocated, and "
+        "remaining_credit is what is left. Prepayments are not coded to accounts or tracking "
+        "here: their lines are not published."
+    ),
+    grain="one row per prepayment (latest version)",
+    columns=[
+        *_credit_columns("prepayment", "prepayment_id", "PrepaymentID", "PREPAYMENT"),
+        _document_date("Prepayment date"),
+        _c("reference", TEXT, "Reference."),
+        _c(
+            "invoice_number",
+            TEXT,
+            "InvoiceNumber of the prepayment, when Xero gives one (received prepayments).",
+        ),
+        *_contact(),
+        *_credit_money("prepayment"),
+    ],
+    key=("tenant_id", "prepayment_id"),
+)
+
 _DIM_ACCOUNTS = TableSpec(
     name="dim_accounts",
     description="The chart of accounts (/Accounts), archived accounts included.",
@@ -581,6 +708,8 @@ TABLES: dict[str, TableSpec] = {
         _FCT_CREDIT_NOTE_LINES,
         _FCT_MANUAL_JOURNAL_LINES,
         _FCT_PURCHASE_ORDER_LINES,
+        _FCT_OVERPAYMENTS,
+        _FCT_PREPAYMENTS,
         _DIM_ACCOUNTS,
         _DIM_TRACKING_OPTIONS,
         _DIM_CONTACTS,
@@ -622,10 +751,23 @@ RULES: list[tuple[str, str]] = [
     ),
     (
         "Signs",
-        "Amounts keep Xero's signs: invoices, bills, credit notes, payments, purchase orders and "
-        "bank transactions are positive; manual journal lines are + debit, - credit. "
+        "Amounts keep Xero's signs: invoices, bills, credit notes, payments, purchase orders, "
+        "bank transactions, overpayments and prepayments are positive; manual journal lines are "
+        "+ debit, - credit. "
         "fct_bank_transaction_lines.signed_net_amount_base is + for RECEIVE* and - for SPEND* "
         "types.",
+    ),
+    (
+        "Credit: overpayments and prepayments",
+        "An overpayment or prepayment is money received from a customer (document_kind "
+        "received) or paid to a supplier (paid) that is credit of the contact until it is used. "
+        "Allocating it to an invoice or bill of the same contact and currency reduces that "
+        "document's AmountDue and raises its AmountCredited by the allocated amount; "
+        "allocated_amount is the sum of the live allocations and remaining_credit (Xero "
+        "RemainingCredit) what is left: it still reduces what the customer owes, or what the "
+        "organisation owes the supplier, until allocated or refunded. So outstanding credit is "
+        "the sum of remaining_credit_base over rows that are not voided. Which invoices the "
+        "credit went to is not published, only allocated_amount and allocation_count.",
     ),
     (
         "Tracking slots",
@@ -666,9 +808,11 @@ def render_schema_markdown() -> str:
         "",
         "Every table is published per tenant as its own Tableau data source (local output: "
         "`XT_HOME/hyper/<tenant_id>/<table>.hyper`, one table per file). Every row carries "
-        "`tenant_id`; every fact row carries the Xero record id, `updated_at_utc`, status flags, "
-        "amounts in document and base currency, the account and both tracking slots, so "
-        "dashboards slice by account and cost centre without joins. Money is exact: "
+        "`tenant_id`; every fact row carries the Xero record id, `updated_at_utc`, status flags "
+        "and amounts in document and base currency, and every fact except fct_overpayments and "
+        "fct_prepayments (credit of a contact, not coded to accounts there) the account and "
+        "both tracking slots, so dashboards slice by account and cost centre without joins. "
+        "Money is exact: "
         "NUMERIC(18,2) (quantities and unit amounts NUMERIC(18,4), rates NUMERIC(18,6)), never "
         "floating point.",
         "",
