@@ -146,6 +146,10 @@ def _is_fact(name: str) -> bool:
     return name.startswith("fct_")
 
 
+def _has_accounts(name: str) -> bool:
+    return _is_fact(name) and "account_code" in TABLES[name].names
+
+
 def _has_tracking(name: str) -> bool:
     """Facts whose lines carry Xero tracking. Payments carry none of their own: their tracking
     columns are always empty, so the check would say nothing."""
@@ -174,7 +178,7 @@ TABLE_CHECKS: list[TableCheck] = [
     TableCheck(
         "known_accounts",
         "Every account code is in the chart.",
-        _is_fact,
+        _has_accounts,
         lambda name, table, _inputs: known_accounts(name, table),
     ),
     TableCheck(

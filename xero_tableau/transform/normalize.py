@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pa_compute
 
-from xero_tableau.entities import parse_records
+from xero_tableau.entities import TRANSACTIONAL, parse_records
 from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS, empty_batch
 from xero_tableau.transform.schema import TABLES, TableSpec, arrow_schema
 from xero_tableau.xero.models import Account, Organisation, TrackingCategory
@@ -54,15 +54,7 @@ pc: Any = pa_compute
 __all__ = ["FACT_SOURCES", "NORMALIZE_COLUMNS", "Reference", "normalize", "tracking_slots"]
 
 FACT_SOURCES: dict[str, str] = {
-    "fct_invoice_lines": "Invoices",
-    "fct_payments": "Payments",
-    "fct_bank_transaction_lines": "BankTransactions",
-    "fct_credit_note_lines": "CreditNotes",
-    "fct_manual_journal_lines": "ManualJournals",
-    "fct_purchase_order_lines": "PurchaseOrders",
-    "fct_overpayments": "Overpayments",
-    "fct_prepayments": "Prepayments",
-    "dim_contacts": "Contacts",
+    e.published_table: e.endpoint for e in TRANSACTIONAL if e.published_table
 }
 """Published table -> the raw entity it is built from (dim_accounts and dim_tracking_options come
 from the reference snapshots)."""
