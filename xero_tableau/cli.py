@@ -24,7 +24,7 @@ from pathlib import Path
 
 from xero_tableau import raw_lake
 from xero_tableau.connect import connect
-from xero_tableau.devstack import sandbox_env, tableau_env
+from xero_tableau.sandbox.credentials import sandbox_env, tableau_env
 from xero_tableau.settings import ConfigError, Settings
 from xero_tableau.store.crypto import EncryptionKeyError
 from xero_tableau.store.tenants import KnownTenant

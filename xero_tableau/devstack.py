@@ -24,7 +24,7 @@ from typing import Literal
 
 from sqlalchemy.engine import Engine
 
-from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY
+from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY, sandbox_env, tableau_env
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.server import (
     RunningXeroSandbox,
@@ -68,48 +68,6 @@ load_from:
       module_name: xero_tableau.definitions
       location_name: xero_tableau
 """
-
-
-def sandbox_env(base_url: str, home: Path) -> dict[str, str]:
-    """The environment that points every part of the project at a running sandbox."""
-    from xero_tableau.sandbox.credentials import (
-        DEMO_CLIENT_ID,
-        DEMO_CLIENT_SECRET,
-        DEMO_REDIRECT_URI,
-        DEMO_WEBHOOK_KEY,
-        READ_SCOPES,
-    )
-
-    return {
-        "XT_HOME": str(home),
-        "XERO_CLIENT_ID": DEMO_CLIENT_ID,
-        "XERO_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "XERO_AUTH_MODE": "authorization_code",
-        "XERO_SCOPES": READ_SCOPES,
-        "XERO_REDIRECT_URI": DEMO_REDIRECT_URI,
-        "XERO_WEBHOOK_KEY": DEMO_WEBHOOK_KEY,
-        "XERO_API_BASE": base_url,
-        "XERO_IDENTITY_BASE": base_url,
-        "XERO_LOGIN_BASE": base_url,
-        "DAGSTER_HOME": str(home / "dagster"),
-    }
-
-
-def tableau_env(base_url: str) -> dict[str, str]:
-    """The environment that publishes to a running Tableau sandbox."""
-    from xero_tableau.sandbox.credentials import (
-        TABLEAU_DEMO_PAT_NAME,
-        TABLEAU_DEMO_PAT_SECRET,
-        TABLEAU_DEMO_SITE,
-    )
-
-    return {
-        "TABLEAU_SERVER_URL": base_url,
-        "TABLEAU_SITE": TABLEAU_DEMO_SITE,
-        "TABLEAU_PAT_NAME": TABLEAU_DEMO_PAT_NAME,
-        "TABLEAU_PAT_SECRET": TABLEAU_DEMO_PAT_SECRET,
-        "TABLEAU_PROJECT": "Xero",
-    }
 
 
 def prepare_dagster_home(path: Path) -> None:

@@ -39,7 +39,7 @@ FACT = "fct_invoice_lines"
 
 
 def _tableau_env(tableau: RunningTableauSandbox, **extra: str) -> dict[str, str]:
-    from xero_tableau.devstack import tableau_env
+    from xero_tableau.sandbox.credentials import tableau_env
 
     return {**tableau_env(tableau.base_url), **extra}
 

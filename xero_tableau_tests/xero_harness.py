@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from xero_tableau.connect import connect
-from xero_tableau.devstack import sandbox_env
+from xero_tableau.sandbox.credentials import sandbox_env
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.sandbox.server import RunningXeroSandbox, free_port, start_xero_sandbox
 from xero_tableau.sandbox.xero_app import XeroSandbox, XeroSandboxConfig
