@@ -1,21 +1,10 @@
 """``xero-tableau doctor``: ping both real systems and say what is wrong and how to fix it.
 
-Xero: the app credentials, the state DB and its encryption key, the webhook queue (events from
-organisations not connected here, events waiting for a retry, a backlog the sensor is not
-taking in), a forced token refresh (it
-rotates the tokens, exactly as a sync would), the tenants of ``/connections`` against the ones the
-state DB recorded, and per tenant one cheap call (``Organisation``) that reports the rate-limit
-headroom Xero sends back next to what the shared limiter counted locally.
-
-Tableau: with no ``TABLEAU_SERVER_URL`` extracts stay local ``.hyper`` files, so there is nothing
-to reach. Otherwise, per (server, site) of the tenants' routes: a PAT sign-in, the server's REST
-version (3.13+ for incremental updates), and for every routed project that it exists and the
-token's user may publish there. The sign-in uses the same personal access token as the syncs, and
-a PAT allows one session at a time: a sync running at that moment is signed out and signs in
-again on its next call (the publisher heals that), so nothing breaks, but it costs a sign-in.
-
-Every check runs in its own ``try``: one failure is reported and the rest still run. This module
-must never import dagster (the CLI stays light).
+Xero: the credentials, the state DB and its key, the webhook queue, a forced token refresh, the
+tenants of ``/connections`` and per tenant one ``Organisation`` call with its rate-limit headroom.
+Tableau, only when ``TABLEAU_SERVER_URL`` is set: per (server, site) a PAT sign-in, the REST
+version and every routed project. Every check runs in its own ``try``: one failure is reported and
+the rest still run. This module must never import dagster (the CLI stays light).
 """
 
 from collections.abc import Iterable, Sequence

@@ -1,24 +1,10 @@
 """The Tableau publish ledger in the state DB: incremental batches survive the process.
 
-:class:`~xero_tableau.tableau.outcome.InMemoryPublishLedger` forgets everything when the run
-ends, so a batch whose job failed would be lost, and a batch that did succeed would be sent again
-by the next run. :class:`DbPublishLedger` keeps the same records in ``tableau_publish_batches``
-(see :mod:`xero_tableau.store.db`), so:
-
-- a succeeded batch stays a no-op for every later run and every other process;
-- a batch id reused for different data is still refused (the stored ``request_id`` differs);
-- the retry id ``<request_id>-r<failures>`` after a confirmed failure survives restarts;
-- :meth:`DbPublishLedger.pending_batches` lists what a later run must resend (nothing dropped),
-  and :meth:`DbPublishLedger.history` feeds asset metadata and audits.
-
-Two processes may share the ledger: every write is one atomic statement (an upsert on the
-``batch_id`` primary key) inside a transaction, never a read-then-write. One deliberate
-difference from the in-memory ledger: ``succeeded`` is final. A racing process that recorded
-``pending`` or ``failed`` after another process's success cannot turn the batch back, since
-Tableau ran that request id once and a resend would only be answered with the same job.
-
-It joins the state DB (``xero_tableau.store.db``) with the tableau package's types, so it lives
-at the top level: ``store/`` never imports ``tableau/``.
+:class:`DbPublishLedger` keeps the records of the in-memory ledger in ``tableau_publish_batches``.
+A succeeded batch is final, and a no-op for every later run and every other process; a batch id
+reused for different data is refused; nothing pending is dropped. Every write is one atomic
+upsert, never a read-then-write, so two processes may share the ledger. It lives at the top level
+because ``store/`` never imports ``tableau/``.
 
 This package must never import dagster.
 """

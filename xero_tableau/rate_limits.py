@@ -1,22 +1,9 @@
 """Client-side Xero rate limiting, shared by every process through the state DB.
 
-Xero counts calls per tenant connection (5 in flight, 60 a minute, 5,000 a day; 1,000 on the
-Starter tier) and per app (10,000 a minute), in rolling windows.
-Dagster runs, sensors and the CLI may call Xero for one tenant at the same time, so a limiter kept
-in each process's memory would let them overshoot together. Here every admission is decided in one
-short transaction on the state DB that reads the recent calls and records the new one, under a lock
-that serialises admissions across processes:
-
-- SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock before the first read.
-- PostgreSQL: ``pg_advisory_xact_lock`` on one app-wide key, at READ COMMITTED, so each statement
-  after the lock sees everything the previous holder committed. One key rather than one per
-  tenant because the app-wide minute limit spans tenants; an admission is a handful of indexed
-  statements, far faster than the 167 a second that limit allows.
-
-A 429 costs more than a short wait (Xero's Retry-After after a day breach runs to hours), so where
-the limiter cannot know, it assumes the worse case: a call counts from its release, the latest
-moment Xero can have admitted it; a call still in flight counts as if made now; calls Xero reports
-that this DB never saw are assumed to have been made just before Xero reported them.
+Xero's limits per tenant connection (5 in flight, 60 a minute, 5,000 a day) and per app (10,000
+a minute) hold across Dagster runs, sensors and the CLI together: every admission is decided in
+one short transaction on the state DB, under a lock that serialises admissions across processes.
+Where the limiter cannot know, it assumes the worse case (a call counts as late as it can).
 """
 
 import logging

@@ -1,34 +1,10 @@
 """The raw lake: Xero records as received, one folder per tenant x entity x UTC day.
 
-Layout under ``XT_HOME/lake`` (the ``lake`` argument everywhere)::
-
-    tenant=<tenant_id>/raw/<entity_snake>/day=<YYYY-MM-DD>/
-        documents.parquet   one row per record (transform.raw.DOCUMENT_SCHEMAS)
-        lines.parquet       one row per line, for entities with lines (LINE_SCHEMAS)
-        records.json.gz     the raw JSON exactly as received, for audit and replay
-        rejected.json       quarantined records with their reasons (only when there are some)
-        write_id            a fresh random id per write: what the compacted copy is checked by
-    tenant=<tenant_id>/raw/<entity_snake>/_compacted/  every day in two Arrow IPC files + manifest
-    tenant=<tenant_id>/reference/<entity_snake>.json   snapshot entities (accounts, ...)
-
-Day D of an entity holds every record whose current UpdatedDateUTC falls on UTC day D, so a day
-folder is a pure function of Xero's state for that window and is always replaced whole:
-:func:`write_day_partition` builds the new folder beside the old one (dot-prefixed, so readers
-never see it), fsyncs it, and swaps it in with one atomic directory exchange (Linux
-``renameat2(RENAME_EXCHANGE)``; elsewhere two renames, where a crash between them leaves the day
-missing until the next write, never half-written). An empty window removes the day's folder.
-One writer per partition at a time is assumed (Dagster runs a partition once at a time).
-
-Reading: opening and decoding a small parquet file costs about a millisecond, so an entity with
-hundreds of day folders would dominate the normalize step. :func:`read_entity` therefore keeps a
-compacted copy of all days (``_compacted/``: Arrow IPC with LZ4 and a manifest of each day's
-write id and row range). It is only a cache: days whose write id still matches are served from
-it, new or rewritten days from their own folders, and it is rewritten (atomically) when it falls
-too far behind. Deleting it is always safe.
-
-Money in JSON: records may carry ``Decimal`` (``json.loads(parse_float=Decimal)``); they are
-written as JSON numbers when the shortest float repr is exactly the decimal (all 2-dp amounts
-below 10^13), else as strings, and read back with ``parse_float=Decimal``.
+Under ``XT_HOME/lake``, ``tenant=<id>/raw/<entity_snake>/day=<YYYY-MM-DD>/`` holds every record
+whose current UpdatedDateUTC falls on that UTC day (documents and lines parquet, the raw JSON,
+quarantined records, a write id); ``tenant=<id>/reference/`` holds snapshot entities. A day folder
+is always replaced whole, atomically: readers never see it half-written. ``_compacted/`` is only
+a cache of all days, and deleting it is always safe. Money in the JSON stays ``Decimal``.
 
 No dagster here.
 """

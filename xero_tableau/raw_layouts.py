@@ -1,13 +1,10 @@
 """The raw lake's columnar layout of each transactional Xero entity: Arrow schemas and row builders.
 
-A layout turns one validated record (a :mod:`xero_tableau.xero.models` model plus its raw JSON)
-into a documents row and, for entities with lines, line rows. Rows are dicts keyed by column name
-and must name exactly the schema's columns after the fixed head (``id``, ``updated_at_utc``,
-``fetched_at_utc`` for documents; ``document_id``, ``document_row`` for lines), which
-:func:`xero_tableau.transform.raw.flatten` checks. Fixed schemas let every day partition, empty or
-not, concatenate without type drift. Money is ``decimal128(18, 2)``, quantities and unit prices
-``decimal128(18, 4)``, rates ``decimal128(18, 6)``; ``/Date(0+0000)/`` (Xero's "no date" on voided
-documents) is stored as null. Which layout belongs to which endpoint is said once, in
+A layout turns one validated record into a documents row and, for entities with lines, line rows
+naming exactly the schema's columns after the fixed head (checked by
+:func:`xero_tableau.transform.raw.flatten`). Schemas are fixed. Money is ``decimal128(18, 2)``,
+quantities and unit prices ``decimal128(18, 4)``, rates ``decimal128(18, 6)``; ``/Date(0+0000)/``
+is stored as null. Which layout belongs to which endpoint is said once, in
 ``xero_tableau.entities``.
 
 No dagster here.

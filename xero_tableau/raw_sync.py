@@ -1,17 +1,10 @@
 """Reading Xero's transactional entities into the raw lake (no dagster here).
 
-:func:`sync_entity` is one raw run (what the raw assets execute). Two ways to read, both ending
-in day partitions (``xero_tableau.raw_lake``) keyed by each record's current
-``UpdatedDateUTC``:
-
-- :func:`read_window_into_lake`: one paged If-Modified-Since read over a range of days, each day
-  then replaced whole, so the partition mirrors Xero's state for that window (backfills, polls,
-  the sweep, and webhook runs for which it is cheaper).
-- :func:`read_ids_into_lake`: the changed records by id (50 a call), each merged into the
-  partition of its current day, replacing its earlier copy there; the rest of the day stays as
-  it was. A record that moved to a later day leaves its old copy behind in the earlier partition,
-  which normalize ignores (the latest ``UpdatedDateUTC`` wins) and the next read of that day
-  drops.
+:func:`sync_entity` is one raw run (what the raw assets execute). Both ways to read end in day
+partitions (``xero_tableau.raw_lake``) keyed by each record's current ``UpdatedDateUTC``:
+:func:`read_window_into_lake` replaces each day of a window whole, and
+:func:`read_ids_into_lake` merges the changed records by id into their current day, leaving the
+rest of that day as it was.
 """
 
 from collections import defaultdict

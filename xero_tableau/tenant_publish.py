@@ -1,20 +1,11 @@
 """Publish one tenant's tables to its Tableau site: what the extracts asset calls when
 ``TABLEAU_SERVER_URL`` is set.
 
-- ``replace`` mode: every table's full extract is published with Overwrite.
-- ``incremental`` mode: each table is compared, document by document, with what was last
-  published successfully (fingerprints kept in the lake); the changed and new documents go out
-  through ``update_hyper_data`` (delete their rows, insert their current rows) under a batch id
-  derived from their content, so a retry never doubles rows. The first publish of a data source
-  creates it from the full extract. A failed publish leaves the published fingerprints where they
-  were, so the next run sends the same documents again: nothing dropped, nothing doubled.
-
-The routing file (``XT_ROUTING_FILE``) decides each tenant's site, project and data source names;
-without one every tenant goes to ``TABLEAU_SITE``/``TABLEAU_PROJECT`` with a per-tenant prefix,
-so two tenants never share a data source.
-
-It composes settings, the state DB, the audit trail, transforms and the tableau package, so it
-lives at the top level: ``tableau/`` imports none of those.
+``replace`` mode overwrites every table's full extract; ``incremental`` mode sends the documents
+changed since the last successful publish under a batch id derived from their content. A failed
+publish leaves the published fingerprints where they were: nothing dropped, nothing doubled. Two
+tenants never share a data source. It lives at the top level: ``tableau/`` imports none of what it
+composes.
 """
 
 import dataclasses

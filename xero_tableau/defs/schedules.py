@@ -1,16 +1,9 @@
 """Polling and sweeping: how changes Xero sends no webhook for still arrive.
 
-- ``xero_poll``: every 15 minutes, the entities Xero has no webhooks for (payments, bank
-  transactions, manual journals, purchase orders, overpayments, prepayments) for yesterday and
+- ``xero_poll``: every 15 minutes, the entities Xero has no webhooks for, for yesterday and
   today, one run per tenant.
-- ``xero_webhook_safety_poll``: hourly, the same for invoices, credit notes and contacts, so a
-  missed or disabled webhook subscription costs at most an hour.
-- ``xero_sweep``: nightly, re-reads the last 7 days and a rolling 90-day slice of older history,
-  because Xero does not bump UpdatedDateUTC for every change (a line's account code, for one):
-  re-materializing a partition re-fetches its records as they are now.
-
-Budget: per tenant about 6 x 96 + 3 x 24 = 648 calls a day for the polls when fewer than 1,000
-records change per window, inside Xero's 5,000 (and the Starter tier's 1,000).
+- ``xero_webhook_safety_poll``: hourly, the same for invoices, credit notes and contacts.
+- ``xero_sweep``: nightly, re-reads the last 7 days and a rolling 90-day slice of older history.
 """
 
 from collections.abc import Sequence

@@ -1,10 +1,7 @@
 """The sandbox's admin API: change Xero's data the way a bookkeeper would, and steer the emulator.
 
-Writes behave as Xero's do: they bump ``UpdatedDateUTC`` and fire webhooks only where Xero has them
-(INVOICE, CREDITNOTE, CONTACT; CREATE or UPDATE, never DELETE: a void or delete is an UPDATE), with
-one exception kept on purpose: editing a line's account code changes the record silently, with no
-new ``UpdatedDateUTC`` and no webhook, as real Xero does (connector vendors, Fivetran among
-them, document this).
+Writes behave as Xero's do: they bump ``UpdatedDateUTC`` and fire webhooks only where Xero has
+them, except that editing a line's account code changes the record silently, as real Xero does.
 
 Routes (JSON in, JSON out; loopback only, no auth):
 - ``GET    /sandbox/admin/state``

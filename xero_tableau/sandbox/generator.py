@@ -1,33 +1,10 @@
 """Deterministic synthetic books for the sandbox: a consulting firm, "Meridian Advisory", run as one
 Xero organisation per country.
 
-The data is built to exercise a connector the way a real organisation would: sales invoices and
-supplier bills with tracked lines, partial and deleted payments, credit notes allocated to invoices,
-voided and deleted documents, foreign-currency clients, archived contacts and tracking options,
-spend/receive money, balanced manual journals, purchase orders, and overpayments and prepayments
-allocated to open invoices of the same contact and currency. Every record uses only fields
-and enum values from Xero's OpenAPI spec, plus two things the live API returns that the schemas
-omit but the spec's examples show (``DateString``/``DueDateString`` beside date-only fields, and
-``IsDeleted``/``IsArchived``/``IsActive`` on tracking options), and is internally consistent
-(line sums, payments, credits).
-
-Determinism: everything derives from ``random.Random`` streams seeded from ``GeneratorConfig.seed``
-and the tenant's position, including the UUIDs, so the same config always yields the same IDs,
-amounts and dates. Overpayments and prepayments come from a second stream per tenant, so adding
-them changed no other record except the invoices they are allocated to. Nothing reads the wall
-clock except the default ``as_of``: today (UTC), with every instant at or before the moment of
-generation, so no UpdatedDateUTC is in the future.
-
-Size: ``invoice_lines`` is the exact number of invoice lines (ACCREC + ACCPAY ``LineItems``) per
-tenant; the last invoice is trimmed to hit it. Everything else scales with it: contacts (capped),
-payments (about one per settled invoice), credit notes, bank transactions, manual journals and
-purchase orders.
-
-Speed: one tenant with a million invoice lines must build in seconds, so the hot loops work on
-integer cents, precomputed per-day tables and list lookups instead of ``Decimal``/``datetime``, and
-the cyclic garbage collector is paused while the (acyclic) records are built. Records are plain
-dicts that the admin API later mutates in place, so no dict or list is ever shared between two
-records; only immutable values (strings, floats) are.
+Every record uses only fields and enum values Xero returns and is internally consistent (line sums,
+payments, credits). The same config always yields the same IDs, amounts and dates, and no
+``UpdatedDateUTC`` is in the future. ``invoice_lines`` is the exact number of invoice lines per
+tenant; everything else scales with it. No dict or list is ever shared between two records.
 """
 
 import bisect

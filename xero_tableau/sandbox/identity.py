@@ -1,17 +1,9 @@
 """Xero's identity service, emulated: apps, consent, codes, access tokens, rotating refresh tokens.
 
-Rules, as Xero documents them:
-- access tokens live 30 minutes (``expires_in: 1800``) and are JWTs;
-- a refresh token is returned only when ``offline_access`` was granted; every refresh returns a new
-  access token *and* a new refresh token;
-- a refresh token is single use, except that it may be used again as often as needed for 30 minutes
-  after its first use (the grace window for a lost response); after that ``invalid_grant``;
-- a refresh token that is never used expires after 60 days;
-- authorization codes are single use and short-lived (5 minutes);
-- custom connections use ``client_credentials``: no refresh token, one organisation, and no
-  ``xero-tenant-id`` header needed.
-
-Everything is pure state plus the sandbox clock; the HTTP layer lives in ``xero_app``.
+It follows Xero's documented rules: 30-minute JWT access tokens; a new refresh token on every
+refresh (only with ``offline_access``), single use but for a 30-minute grace window, expiring
+unused after 60 days; single-use 5-minute authorization codes; ``client_credentials`` for custom
+connections. Everything is pure state plus the sandbox clock; the HTTP layer lives in ``xero_app``.
 """
 
 import base64

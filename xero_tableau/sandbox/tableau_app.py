@@ -1,53 +1,11 @@
 """The emulated Tableau Server / Cloud REST API, as tableauserverclient (TSC 0.42) calls it.
 
 It answers under ``/api/{version}/`` with ``<tsResponse xmlns="http://tableau.com/api">`` bodies:
-
-- ``GET  serverInfo`` (no token), ``POST auth/signin`` (a personal access token),
-  ``POST auth/signout``
-- ``GET  sites/{site}/projects[/{id}]``, ``GET sites/{site}/projects/{id}/permissions``
-- ``GET  sites/{site}/users/{id}``
-- ``GET  sites/{site}/datasources[/{id}]``, ``DELETE sites/{site}/datasources/{id}``
-- ``POST sites/{site}/datasources?datasourceType=hyper&overwrite|append|replace=true[&asJob=true]
-  [&uploadSessionId=...]`` (multipart/mixed)
-- ``POST sites/{site}/fileUploads``, ``PUT sites/{site}/fileUploads/{id}``
-- ``PATCH sites/{site}/datasources/{id}/data?uploadSessionId=...`` (JSON actions, header requestid)
-- ``GET  sites/{site}/jobs/{id}``
-
-Every published data source is a real ``.hyper`` file at ``<storage>/<site>/<luid>.hyper``, and the
-update actions run for real in Hyper SQL, so a test can read back exactly what Tableau would hold.
-
-Decisions where Tableau's documentation is silent or which we could not verify (all deliberate):
-
-- One user per site (the PAT's owner, site role ``Creator``). Projects are configured per site:
-  the user holds explicit ``Write=Allow`` on publishable ones and ``Write=Deny`` on the others.
-- A missing token is 401000, a bad sign-in 401001, an expired or superseded token 401002 (from
-  TSC issues #717/#830 and its test assets). A token used against another site's LUID gets
-  403 ``403000`` rather than 401002, so a client does not mistake it for an expired session.
-- The session lifetime is an idle limit (Server's ``wgserver.session.idle_limit``): each call
-  extends it. Signing in again with the same PAT invalidates the earlier token.
-- Publishing to a project without Write is 403 ``403004``; CreateNew on an existing name is 409
-  ``409004``; an unknown project 404 ``404005``; a file Hyper cannot open 400 ``400011``. Only
-  ``.hyper`` can be published here (no ``.tds``/``.tdsx``/``.parquet``): the project publishes
-  nothing else.
-- Append and Replace require every table of the file to exist in the published extract with the
-  same columns and types (400 ``400011`` otherwise); when the data source does not exist yet,
-  both create it, as Overwrite does. Replace swaps the data but keeps the LUID, like Overwrite.
-- A job's work is done when the job is created; the job only *reports* completion after
-  ``job_delay`` seconds, so clients must poll. ``fail_next_jobs`` makes a job fail without
-  touching the data (finishCode 1, with notes).
-- ``requestid`` deduplication is per site for 24 hours and returns the original job. A failed
-  batch was discarded, so by default its ``requestid`` is forgotten and a retry runs again
-  (``remember_failed_request_ids=True`` makes the retry return the failed job instead).
-- Update actions: tables without ``*-schema`` are looked up by name across the file's schemas
-  (an error if ambiguous); an ``insert`` copies the source's columns by name; ``update`` sets the
-  source's columns not used by the condition; ``upsert`` is update then insert of the unmatched
-  source rows; ``replace`` empties the target then inserts the source. Conditions support
-  ``eq ne lt lte gt gte`` between ``target-col``, ``source-col`` and ``const``, and
-  ``and``/``or``/``not`` with ``args``; comparisons follow SQL (NULL matches nothing).
-- Upload sessions are per site and are consumed by the publish or update that commits them;
-  ``fileSize`` is reported in whole megabytes, rounded up.
-- API versions in the URL from 2.4 up to the served one are accepted (TSC asks ``serverInfo`` at
-  2.4); a newer one is 404 ``404000``, and the data update needs at least 3.12.
+server info, sign-in and sign-out, projects and their permissions, users, data sources (publish,
+update, delete), file uploads and jobs. Every published data source is a real ``.hyper`` file at
+``<storage>/<site>/<luid>.hyper`` and the update actions run for real in Hyper SQL, so a test can
+read back exactly what Tableau would hold. Where Tableau's documentation is silent, the choices
+made are deliberate; ``docs/design-notes.md`` lists them.
 """
 
 import json

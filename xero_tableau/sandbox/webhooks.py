@@ -1,28 +1,10 @@
 """The sandbox's webhook sender: the part of emulated Xero that POSTs events to subscribers.
 
-It follows Xero's documented behaviour (developer.xero.com/documentation/webhooks, and the
-``xero-webhooks.yaml`` spec):
-
-* Only INVOICE, CREDITNOTE and CONTACT events, only CREATE and UPDATE: Xero has no DELETE event
-  (a void or delete arrives as UPDATE) and no category for payments, journals and the rest.
-* Events are thin. Each one names the resource (``resourceUrl``) and the subscriber GETs it.
-* A payload is ``{"events": [...], "firstEventSequence", "lastEventSequence", "entropy"}``. Its
-  raw bytes are signed with ``x-xero-signature = base64(HMAC-SHA256(webhook key, body))``.
-* Before a subscription receives anything it must pass *intent to receive*: a series of empty
-  payloads, some signed correctly and some not. The subscriber must answer 200 with an empty body
-  and no cookies to the good ones and 401 to the bad ones, within 5 seconds.
-* A failed delivery is retried "with decreasing frequency for up to 24 hours". After that the
-  subscription is disabled until re-enabled (which re-runs intent to receive).
-
-Xero delivers at least once and makes no promise about order, and a receiver must cope with both.
-So the sender can be told to re-send delivered payloads (``duplicate_rate``) and to shuffle events
-or payloads (``reorder_rate``). All of its randomness comes from one seeded ``random.Random``, so
-a test that fails can be replayed.
-
-Timing: ``batch_seconds`` is *real* time between delivery rounds. Events emitted within one round
-go out together, as Xero batches them. Retry delays and ``give_up_after`` are *virtual* seconds on
-the ``SandboxClock``, so a sped-up clock (or ``clock.advance``) turns the 24-hour give-up into a
-fraction of a second in tests.
+It follows Xero's documented behaviour: thin INVOICE, CREDITNOTE and CONTACT events (CREATE and
+UPDATE only), payloads signed with HMAC-SHA256, intent to receive before any delivery, retries
+for up to 24 hours and then a disabled subscription. It can duplicate and reorder deliveries on
+purpose, and all of its randomness comes from one seeded ``random.Random``, so a failing test can
+be replayed. Retry delays are virtual seconds on the ``SandboxClock``.
 """
 
 import base64

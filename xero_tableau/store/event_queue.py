@@ -1,20 +1,11 @@
 """The durable queue of Xero webhook events (table ``xero_webhook_events``).
 
-The webhook receiver must answer Xero within 5 seconds, so it only *records* events here; a
-sensor reads them later (``pending`` after its cursor) and asks for runs. Xero delivers at least
-once and in no particular order, so every event gets a ``dedupe_key`` and a batch is inserted with
-"insert, ignore on conflict" in one transaction: a re-delivered batch, or a batch that overlaps an
-earlier one, inserts only what is new and the answer to Xero stays 200.
-
-Events of a tenant this installation does not know (not an active tenant in ``xero_tenants``)
-and SUBSCRIPTION events (about the app, not an organisation) are stored with status "ignored":
-recorded, so an operator can see them, but never acted on.
-
-The life of an actionable event, driven by the webhook sensor (``defs/webhooks.py``):
-``pending`` -> :meth:`EventQueue.request` (``requested`` under a run key) -> either
-:meth:`EventQueue.succeeded` (``done``, with the run id) or :meth:`EventQueue.failed` (back to
-``pending``, one attempt more, not before the backoff; :meth:`EventQueue.returned` hands it out
-again). Nothing is marked done before a run that covered it succeeded.
+The receiver only records events here; the webhook sensor reads them later and asks for runs.
+Every event has a ``dedupe_key`` and a batch is inserted in one transaction, ignoring conflicts,
+so a re-delivered or overlapping batch inserts only what is new. Events of unknown tenants and
+SUBSCRIPTION events are stored as "ignored" and never acted on. An actionable event goes
+``pending`` -> ``requested`` -> ``done`` (or back to ``pending`` after a failed run); nothing is
+marked done before a run that covered it succeeded.
 """
 
 import hashlib

@@ -1,38 +1,10 @@
 """Write Tableau ``.hyper`` extracts from parquet files with Hyper's own parquet reader.
 
-Why this shape:
-
-- **One Hyper process, many files.** Starting ``hyperd`` costs ~0.2 s and Hyper sizes itself to
-  80 % of RAM, so a :class:`HyperWriter` owns exactly one process and reuses it for every file.
-  Its log never lands in the current working directory: logging is off unless a ``log_dir`` is
-  given (which is created first, and rotated), because by default ``hyperd.log`` is appended to in
-  the CWD without bound and startup fails when the CWD is not writable.
-- **Hyper reads the parquet itself.** ``INSERT INTO … SELECT … FROM external(ARRAY[…])`` streams
-  the files through Hyper's C++ reader on all cores: no row ever passes through Python, and no
-  float is involved anywhere, so ``decimal128(18, 2)`` lands in ``NUMERIC(18, 2)`` to the cent.
-  ``COPY … FROM ARRAY[…] WITH (FORMAT => 'parquet')`` is as fast (1M invoice lines by 15 columns
-  on 2 cores: both ~1.3 s, apart by less than run-to-run noise; pantab ~1.9 s with the data
-  already in memory; see ``bench/hyper_write.py``), but
-  ``COPY`` refuses a ``NOT NULL`` column whenever the parquet field is *optional* (pyarrow's
-  default), even if it holds no null. ``external()`` is given the file schema explicitly (see
-  :func:`_insert_statement`), so a column's nullability simply follows the Arrow field, and a real
-  null in a ``NOT NULL`` column still fails the load.
-- **No implicit casts.** Each file's types must map to exactly the Hyper types of the target
-  columns: a ``decimal(18, 4)`` file is never rounded into a ``NUMERIC(18, 2)`` column. This is
-  checked from the parquet footers before Hyper starts, so the error names file and column (and
-  Hyper, given the exact file schema, refuses such a file itself too).
-- **Atomic replace.** The extract is built under a hidden temporary name in the target's folder,
-  its row count is checked against the parquet footers, it is fsynced and then ``os.replace``-d
-  over the target, so Tableau Desktop or the publisher never sees half a file; on any failure the
-  previous extract stays untouched and the temporary file is removed.
-
-Layout: each file holds one table ``"Extract"."<table>"``. The files are database version 2
-(numerics up to 18 digits, readable by Tableau Desktop/Server 2020.4.15 and later, and every
-version since then reads a single-schema, single-table file under any schema/table name). Tableau
-names its own extracts ``"Extract"."Extract"``, the REST ``update_hyper_data`` samples target
-``Extract.Extract``, and a meaningful table name (``invoice_lines``) is what people see in
-Tableau's data pane, so ``"Extract"`` is the schema and the table keeps its own name; pass
-``table="Extract"`` for the layout Tableau itself writes.
+A :class:`HyperWriter` owns one Hyper process and reuses it for every file; its log never lands in
+the current working directory. No row passes through Python and no float is involved, so
+``decimal128(18, 2)`` lands in ``NUMERIC(18, 2)`` to the cent, and there are no implicit casts.
+An extract is replaced atomically: on any failure the previous one stays untouched. Each file
+holds one table, ``"Extract"."<table>"``, in database version 2.
 
 This package must never import dagster: it is used by the Dagster assets and by plain scripts.
 """

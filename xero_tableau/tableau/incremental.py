@@ -1,19 +1,9 @@
 """Incremental mode: apply one batch of changed documents with ``update_hyper_data``.
 
-- **Delete + insert by document.** The payload holds every current row of every changed
-  document plus a keys table; the actions (:func:`delete_insert_actions`) delete the target rows
-  of those documents, then insert the payload's rows. A document's lines are replaced as a
-  whole, so lines removed in Xero disappear too.
-- **A deterministic ``request_id``** (:func:`incremental_request_id`): batch id + SHA-256 of the
-  payload's rows (:func:`content_sha256`, not of its bytes: Hyper files are not
-  byte-reproducible, so a rebuilt payload must hash the same). Tableau runs one request id once,
-  so a retry of the same batch can neither double rows nor re-apply stale data over a later
-  batch, and the update is safe to repeat after a re-sign-in.
-- **The ledger** (:class:`~xero_tableau.tableau.outcome.PublishLedger`) remembers each batch: a
-  succeeded batch is a no-op, a batch id reused for other data is refused, and after a confirmed
-  failure the retry uses ``<request_id>-r<failures>``.
-- The data source's first publish creates it from the full extract (``Overwrite``); below REST
-  :data:`MIN_UPDATE_DATA_VERSION` an incremental update is refused with a clear error.
+A batch deletes the target rows of its changed documents, then inserts their current rows, so a
+document's lines are replaced as a whole. Its ``request_id`` is deterministic (batch id + SHA-256
+of the payload's rows), so a retry can neither double rows nor re-apply stale data, and the ledger
+makes a succeeded batch a no-op. Below REST :data:`MIN_UPDATE_DATA_VERSION` an update is refused.
 
 This package must never import dagster.
 """

@@ -1,19 +1,8 @@
 """Publish ``.hyper`` extracts to one Tableau site: :class:`TableauPublisher`, the facade.
 
-It composes the parts, each in its own module:
-
-- :mod:`~xero_tableau.tableau.session`: one PAT session per run, re-signed-in only on expiry,
-  the pinned REST version, the call wrapper that heals idempotent calls, call counting;
-- :mod:`~xero_tableau.tableau.permissions`: may the user publish to the project (checked
-  before any data moves);
-- :mod:`~xero_tableau.tableau.jobs`: every job followed to its finish code, as an outcome;
-- :mod:`~xero_tableau.tableau.replace` and :mod:`~xero_tableau.tableau.incremental`: the two
-  publish modes (``Overwrite``; ``update_hyper_data`` delete + insert with a deterministic
-  request id);
-- :mod:`~xero_tableau.tableau.outcome`: the outcome, the batch ledger and the errors.
-
-Only idempotent calls are ever retried (GETs, ``Overwrite``, an update with the same request id),
-so a retry can never double rows.
+It composes the session, permissions, jobs, replace, incremental and outcome modules of this
+package. Only idempotent calls are ever retried (GETs, ``Overwrite``, an update with the same
+request id), so a retry can never double rows.
 
 This package must never import dagster.
 """

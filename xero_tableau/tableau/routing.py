@@ -9,17 +9,9 @@ A routing file is YAML::
         datasource_prefix: "acme_" # data source per table: f"{prefix}{table}"
         server_url: https://tableau.example.com   # optional; else the default route's
 
-Why it is strict:
-
-- **A tenant missing from the file is refused** (:class:`UnknownTenantError`), never sent to a
-  default site: one organisation's ledger landing on another's site is a data leak, whereas a
-  refused tenant is a visible, fixable configuration error. The default route applies only when
-  there is no routing file at all (single-tenant setups).
-- **Two tenants may not share a data source.** In ``replace`` mode the second would overwrite the
-  first one's rows, so two entries resolving to the same server, site, project and prefix are
-  rejected when the file is loaded, not discovered after a publish.
-- **Unknown keys are errors**, so a typo (``projet:``) fails loudly instead of silently falling
-  back to something.
+A tenant missing from the file is refused (:class:`UnknownTenantError`), never sent to a default
+site; two tenants may not share a data source; unknown keys are errors. The default route applies
+only when there is no routing file at all.
 
 This package must never import dagster.
 """

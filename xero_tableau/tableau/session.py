@@ -1,17 +1,8 @@
 """One reused, self-healing Tableau session per site, and the wrapper every REST call goes through.
 
-- **One session per run.** A personal access token allows one session: signing in again kills
-  the earlier token (401002). So a :class:`TableauSession` signs in once, reuses the session for
-  every call, and signs in again only when the server says the session is gone (401002, an idle
-  timeout, or another process using the same PAT). TSC never re-authenticates by itself.
-- **Only idempotent calls are healed** (:meth:`TableauSession.call`): after a re-sign-in or a
-  transient failure, a call is repeated only if repeating it cannot change the result.
-- **The REST version is pinned.** TSC defaults to 2.4 and silently stays there when
-  ``serverInfo`` fails, after which ``update_hyper_data`` (TSC ``@api("3.13")``) raises. The
-  session asks ``serverInfo`` once and pins the server's version (``api_version`` when the
-  server does not say).
-- **REST calls are counted** (:class:`CallCounter`) through TSC's ``session_factory``, and a
-  :class:`Meter` taken at the start of an operation gives its own calls, time and sign-ins.
+A :class:`TableauSession` signs in once and again only when the server says the session is gone;
+only idempotent calls are healed (:meth:`TableauSession.call`); the REST version is pinned from
+``serverInfo``; REST calls are counted (:class:`CallCounter`, :class:`Meter`).
 
 This package must never import dagster.
 """

@@ -1,33 +1,10 @@
 """Raw lake tables of one tenant -> the published fact and dimension tables (schema.TABLES).
 
 Pure and vectorized: every step is Arrow compute or NumPy on whole columns, never a Python loop
-over rows, because a tenant with a million invoice lines must normalize in about a second. The
-only per-item Python is over reference data (accounts, tracking categories: tens of rows).
-
-How it works, per entity:
-
-1. Latest version. The documents of all day partitions are concatenated; an id can occur more
-   than once when the record moved between days. The winner is the highest ``updated_at_utc``,
-   then the latest ``fetched_at_utc`` (then the later partition). A fast path skips the sort
-   when all ids are distinct (the usual case).
-2. Lines of that version only. ``lines.document_row`` indexes the documents table (as returned by
-   :func:`xero_tableau.raw_lake.read_entity`), so lines of losing versions are dropped with
-   a boolean gather and each line finds its header by integer position, never by a string join.
-   The alignment is verified wherever the parent changes (a line's own document_id must be the
-   id of the row it points at) and a mismatch raises.
-3. Header fields are derived once per document (flags, kinds, local dates, contact names,
-   effective exchange rate) and gathered to the lines with one ``take`` each.
-4. Accounts and tracking options resolve through hash lookups into the (small) dimensions, on a
-   second thread while the header and amounts are built (the kernels release the GIL).
-5. Money is computed on the unscaled integers of the decimal columns (``decimal128(18, 2)``
-   holds cents as an exact 128-bit integer; every value of that type fits an int64), so sums,
-   differences and the base-currency division are exact integer arithmetic, rounded half away
-   from zero like Python's ``ROUND_HALF_UP``; the results are written back as decimal128. Never a
-   float.
-
-Measured on 1,000,000 invoice lines (540 day partitions, 2-core machine): read through the
-compacted copy with ``columns=NORMALIZE_COLUMNS[...]`` plus normalize, about 0.7 s in a fresh
-process, peak RSS about 1.5 GB (input ~0.46 GB, output ~0.76 GB).
+over rows. Only the latest version of each document counts (highest ``updated_at_utc``, then the
+latest ``fetched_at_utc``), with its own lines only; a line that does not align with its header
+raises. Money is exact integer arithmetic on the decimal columns, rounded half away from zero and
+written back as decimal128: never a float.
 
 This package must never import dagster.
 """

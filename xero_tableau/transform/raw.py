@@ -1,21 +1,9 @@
 """Raw Xero records -> the lake's columnar form: one documents table and one lines table per batch.
 
-:func:`flatten` runs in the raw asset on one window of API results (a day partition), so it may
-spend per-record Python: it validates every record with the entity's model, quarantines the ones
-that fail (with the id and a readable reason) and lays the rest out in the entity's fixed Arrow
-schemas (:mod:`xero_tableau.raw_layouts`, chosen in ``xero_tableau.entities``), so the
-normalize step can stay pure vectorized Arrow.
-
-- ``documents``: one row per record, ``id``, ``updated_at_utc``, ``fetched_at_utc`` first. A
-  record that appears twice in a batch (Xero's paging can return a record again when it changes
-  mid-read) is kept once: its latest version.
-- ``lines``: one row per line, ``document_id`` and ``document_row`` (the 0-based row of the parent
-  in ``documents``) first, so the lines of a version are found with integer indexing;
-  ``line_number`` is the 0-based position in Xero's list. Tracking elements (at most two) are kept
-  in Xero's order as ``tracking_a_*`` and ``tracking_b_*``; slots are resolved in normalize.
-
-A record is rejected when its model rejects it, when a line has more than two tracking elements,
-or when a value does not fit the lake type (e.g. a CurrencyRate with more than 6 decimal places).
+:func:`flatten` validates every record with the entity's model, quarantines the ones that fail
+(with the id and a readable reason) and lays the rest out in the entity's fixed Arrow schemas
+(:mod:`xero_tableau.raw_layouts`). A record that appears twice in a batch is kept once, in its
+latest version; ``lines.document_row`` is the 0-based row of the parent in ``documents``.
 
 This package must never import dagster.
 """

@@ -1,22 +1,9 @@
 """From queued webhook events to runs, and from a run to the cheapest read (no dagster here).
 
-Coalescing. Pending events are grouped per tenant and entity (a webhook category names one Xero
-endpoint). Each group becomes one planned run over the UTC days the events touch: the raw
-partitions are tenant x day of ``UpdatedDateUTC``, and Xero stamps ``eventDateUtc`` when the record
-changed, so the changed record sits in the partition of the event's day. Xero's two clocks can
-disagree by a moment around midnight, so an event within :data:`DAY_EDGE` of a day boundary
-touches both days. A tenant and entity with a run still in flight gets no second one: its new
-events wait and go into the next run (at most one run in flight per tenant and entity), which is
-how a burst of a thousand events becomes a handful of runs.
-
-The run key is derived from the events (their ids and the attempt), so asking again for the same
-events asks for the same run, and Dagster never starts it twice; a retry after a failed run is a
-new attempt and so a new key.
-
-Reading. A run re-reads its window with whichever costs fewer calls: one paged If-Modified-Since
-read of its days (``ceil(records / page size)`` calls, at least one) or the changed records by id
-(``ceil(ids / 50)`` calls; only the entities that take ``IDs``). A tie goes to the window read,
-which rewrites each day whole and so also catches changes no webhook announced.
+Pending events are grouped per tenant and entity into one run over the UTC days they touch, with
+at most one run in flight per tenant and entity. The run key is derived from the events (their ids
+and the attempt), so the same events never start two runs. A run re-reads its window with
+whichever costs fewer calls, a window read or a read by id; a tie goes to the window read.
 """
 
 import hashlib

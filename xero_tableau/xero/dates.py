@@ -1,21 +1,9 @@
 """Xero's dates and time zones, parsed exactly once and always to timezone-aware UTC.
 
-Xero's Accounting API writes instants as MS-JSON dates, ``/Date(1518685950940+0000)/``: Unix
-milliseconds (negative before 1970, ``0`` on some voided invoices), optionally followed by an
-offset. The milliseconds alone are the UTC instant; the offset only annotates it, so it is
-validated and ignored. (tap-xero added the offset to the instant and needed four fixes for
-``/Date(0+0000)/``, negative dates, voided-invoice dates and truncated times; Airbyte zeroed every
-time part. Both are avoided here: integer milliseconds, no float, no truncation.)
-
-Xero also emits ISO 8601 strings: ``DateString`` companions (``2019-03-07T00:00:00``),
-``UpdatedDateUTCString`` (``2019-03-07T17:59:28Z``), /connections timestamps with seven fractional
-digits (``2019-12-07T18:46:19.5165400``) and If-Modified-Since style values with offsets. A string
-without a zone is UTC.
-
-Date-only fields (``Date``, ``DueDate``, ``FullyPaidOnDate`` ...) are midnight UTC of the calendar
-date, so :func:`parse_xero_date` returns the UTC calendar date. The organisation's own business
-date of an instant comes from :func:`local_date` with the zone :func:`xero_timezone_to_iana` maps
-from ``Organisation.Timezone``.
+An MS-JSON date (``/Date(1518685950940+0000)/``) is integer Unix milliseconds, its offset
+validated and ignored: no float, no truncation. An ISO 8601 string without a zone is UTC.
+Date-only fields are the UTC calendar date (:func:`parse_xero_date`); the organisation's business
+date of an instant comes from :func:`local_date` with the zone :func:`xero_timezone_to_iana` maps.
 """
 
 import functools

@@ -1,34 +1,10 @@
 """Typed, immutable models of the Xero Accounting records the connector syncs.
 
-Each model reads Xero's JSON as the API returns it (PascalCase keys, ``/Date(ms+0000)/`` strings,
-money as JSON numbers) and exposes snake_case attributes; extra keys are ignored so additions on
-Xero's side never break a sync. :func:`parse_records` validates a batch and reports each bad record
-(with its id and a readable reason) instead of failing the batch.
-
-Money. Amounts and rates are ``Decimal``, never ``float``. Xero sends JSON doubles; the best input
-is ``json.loads(body, parse_float=Decimal)`` (httpx: ``json.loads(response.content,
-parse_float=Decimal)``), which never creates a float at all. Plain ``json.loads`` floats are also
-accepted: pydantic turns a float into ``Decimal(str(x))``, the shortest repr, so ``148062.76``
-stays ``Decimal("148062.76")`` rather than its binary expansion (a test guards this behaviour).
-Totals, tax and line amounts must have at most 2 decimal places and ``Quantity``/``UnitAmount``
-at most 4 (``unitdp=4``): more means binary-float noise crept in upstream, and the record is
-rejected rather than silently rounded. Rates (``CurrencyRate``, tax and discount rates) are
-unconstrained.
-
-Enums. Fields the transforms branch on are validated against the spec's values: ``Type`` of
-invoices, credit notes and bank transactions, ``PaymentType`` and ``LineAmountTypes`` (sign and
-tax rules depend on them, so an unknown value must stop that record loudly). Statuses, account
-types and classes, tax types and the like stay plain ``str``: Xero adds values over time (e.g.
-``PAYG`` accounts, new tax report types) and an unfamiliar status must not drop a document.
-
-Required fields. Only what identifies a record and orders it for incremental sync: the id, and
-``UpdatedDateUTC`` where the endpoint has one, plus the document ``Type`` the transforms branch
-on. ``Account.UpdatedDateUTC`` is optional because the spec's own ``GET /Accounts`` example omits
-it (accounts are small and re-read in full each sync anyway). TrackingCategories, TaxRates and
-Currencies have no ``UpdatedDateUTC``; Organisation has only ``CreatedDateUTC``.
-
-Dates. Instants are aware UTC ``datetime`` and date-only fields are ``date`` (the UTC calendar
-date Xero encodes as midnight UTC), both via :mod:`xero_tableau.xero.dates`.
+Each model reads Xero's JSON as the API returns it and exposes snake_case attributes; extra keys
+are ignored. :func:`parse_records` reports each bad record instead of failing the batch. Money is
+``Decimal``, never ``float``, and a value with too many decimal places rejects its record rather
+than being rounded. Enums the transforms branch on are validated; other codes stay ``str``.
+Instants are aware UTC ``datetime``, date-only fields ``date``.
 
 This package must never import dagster.
 """

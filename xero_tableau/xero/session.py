@@ -1,16 +1,9 @@
 """A valid access token on demand: read from the encrypted store, refreshed ahead of expiry.
 
-Xero's refresh tokens are single use (with a 30-minute grace window), so rotation is made
-crash-safe and single-writer:
-
-1. a process that needs a refresh first *claims* the stored set (compare-and-swap on its version);
-   a process that loses the race waits and adopts the winner's new set instead of spending the
-   same refresh token;
-2. the new set is persisted (the claim released in the same write) before the access token is
-   used;
-3. if the token response is lost (connection dropped, timeout), the same refresh token is tried
-   again: Xero honours it for 30 minutes after its first use. If the process dies instead, its claim
-   lapses and the next process retries the stored (old) refresh token inside that window.
+Refresh-token rotation is crash-safe and single-writer: a process claims the stored set
+(compare-and-swap on its version) before refreshing, a process that loses the race adopts the
+winner's new set, and the new set is persisted before the access token is used. A lost token
+response is retried with the same refresh token inside Xero's 30-minute grace window.
 """
 
 import logging
