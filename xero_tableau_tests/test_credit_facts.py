@@ -9,7 +9,6 @@ and not, foreign currency, voided.
 
 import copy
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from xero_tableau import raw_lake
 from xero_tableau.sandbox.dataset import TenantData, ms_date
-from xero_tableau.sandbox.generator import GeneratorConfig, generate
+from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.transform.changes import diff_documents, document_fingerprints, document_key
 from xero_tableau.transform.checks import CheckInputs, checks_for
 from xero_tableau.transform.normalize import NORMALIZE_COLUMNS, Reference, normalize
@@ -29,10 +28,11 @@ from xero_tableau.transform.schema import TABLES, arrow_schema
 from xero_tableau.xero.dates import parse_xero_datetime
 from xero_tableau_tests.test_transform import (
     FETCHED,
-    TRANSACTIONAL_ENTITIES,
+    Synced,
     base,
     dec,
     normalize_from_lake,
+    sync_into_lake,
     write_entity,
     write_reference,
 )
@@ -47,24 +47,9 @@ CREDIT = {
 }
 
 
-@dataclass
-class Synced:
-    tenants: dict[str, TenantData]
-    lake: Path
-    tables: dict[str, dict[str, pa.Table]]  # tenant id -> table name -> table
-
-
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory: pytest.TempPathFactory) -> Synced:
-    dataset = generate(CONFIG)
-    lake = tmp_path_factory.mktemp("credit-lake")
-    tables = {}
-    for tenant_id, tenant in dataset.tenants.items():
-        write_reference(lake, tenant)
-        for entity in TRANSACTIONAL_ENTITIES:
-            write_entity(lake, tenant_id, entity, list(tenant.collections[entity].values()))
-        tables[tenant_id] = normalize_from_lake(lake, tenant_id)
-    return Synced(dataset.tenants, lake, tables)
+    return sync_into_lake(CONFIG, tmp_path_factory.mktemp("credit-lake"))
 
 
 def records(tenant: TenantData, entity: str) -> list[dict[str, Any]]:

@@ -119,10 +119,9 @@ class Synced:
     tables: dict[str, dict[str, pa.Table]]  # tenant id -> table name -> table
 
 
-@pytest.fixture(scope="module")
-def synced(tmp_path_factory: pytest.TempPathFactory) -> Synced:
-    dataset = generate(CONFIG)
-    lake = tmp_path_factory.mktemp("lake")
+def sync_into_lake(config: GeneratorConfig, lake: Path) -> Synced:
+    """The generated organisations written to ``lake`` as the raw assets would, normalized."""
+    dataset = generate(config)
     tables = {}
     for tenant_id, tenant in dataset.tenants.items():
         write_reference(lake, tenant)
@@ -130,6 +129,11 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Synced:
             write_entity(lake, tenant_id, entity, list(tenant.collections[entity].values()))
         tables[tenant_id] = normalize_from_lake(lake, tenant_id)
     return Synced(dataset.tenants, lake, tables)
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory) -> Synced:
+    return sync_into_lake(CONFIG, tmp_path_factory.mktemp("lake"))
 
 
 def each_tenant(synced: Synced) -> Iterator[tuple[TenantData, dict[str, pa.Table]]]:
