@@ -27,17 +27,36 @@ RAW_DEPS = [
 ]
 REFERENCE_DEPS = [dg.AssetKey(raw_path(e)) for e in REFERENCE]
 PREVIEW_ROWS = 5
-# Eager, with two of its guards dropped:
-# - missing upstream partitions do not block the rebuild: a tenant's raw day partitions from
-#   before its organisation existed, or of a switched-off entity, are never materialized, and
-#   plain eager() would wait for them forever;
-# - a raw run in progress does not block it either: on a busy day webhook runs follow each other
-#   every few seconds and plain eager() would wait for a gap between them (docs/operations.md).
-FOLLOW_RAW = (
-    dg.AutomationCondition.eager()
-    .without(~dg.AutomationCondition.any_deps_missing())
-    .without(~dg.AutomationCondition.any_deps_in_progress())
+# Dagster's eager() counts an upstream update as handled once the asset is requested *or
+# materialized*. A raw update that lands while the tables run is in progress (after that run read
+# the lake) would be "handled" by that run's completion and never followed: the edit would stay out
+# of Tableau until some later, unrelated change. Here only a request handles an update, and only
+# one made before it: an update seen on the tick after the request (the run was queued or already
+# reading) still counts, so the asset runs once more after the run in progress (docs/operations.md).
+_UPDATED_SINCE_REQUESTED = (
+    dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()
+).since(
+    (
+        dg.AutomationCondition.newly_requested() & ~dg.AutomationCondition.any_deps_updated()
+    ).with_label("requested, nothing newer")
+    | dg.AutomationCondition.initial_evaluation()
 )
+# The tables follow every raw update of their tenant. Unlike eager(), neither missing upstream
+# partitions nor raw runs in progress hold them back:
+# - a tenant's raw day partitions from before its organisation existed, or of a switched-off
+#   entity, are never materialized, and eager() would wait for them forever;
+# - on a busy day webhook runs follow each other every few seconds and eager() would wait for a
+#   gap between them.
+FOLLOW_RAW = (_UPDATED_SINCE_REQUESTED & ~dg.AutomationCondition.in_progress()).with_label(
+    "follow raw"
+)
+# The extracts follow the tables once none of them is missing or being rebuilt.
+FOLLOW_TABLES = (
+    _UPDATED_SINCE_REQUESTED
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("follow tables")
 
 
 def _result(key: dg.AssetKey, name: str, outcome: CheckOutcome) -> dg.AssetCheckResult:
@@ -113,7 +132,7 @@ def xero_tables(context: dg.AssetExecutionContext, state: StateResource):
     kinds={"tableau", "hyper"},
     partitions_def=xero_tenants,
     deps=list(TABLE_KEYS.values()),
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=FOLLOW_TABLES,
     description="One .hyper per published table in XT_HOME/hyper/<tenant>/, published to the "
     "tenant's Tableau site when TABLEAU_SERVER_URL is set (replace or incremental).",
 )
