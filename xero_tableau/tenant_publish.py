@@ -121,7 +121,7 @@ def publish_tenant(
                     entry = publish_table_incremental(target, table, current, full)
             except PublishFailed as exc:
                 entry = TablePublish(table, name, "failed", outcome=exc.outcome, error=str(exc))
-            except Exception as exc:  # noqa: BLE001 - one table's failure never stops the others
+            except Exception as exc:  # one table's failure never stops the others
                 # Nothing was confirmed, so its fingerprints stay put and the next run sends it
                 # again; the caller sees it in ``result.failed`` and fails the run.
                 entry = TablePublish(table, name, "failed", error=f"{type(exc).__name__}: {exc}")
@@ -222,7 +222,9 @@ class PublishTarget:
         metadata = ids.schema.metadata or {}
         if int(metadata.get(GENERATION_KEY, b"-1")) != generation:
             return None
-        return Unconfirmed(generation, ids.replace_schema_metadata(None), metadata.get(_SCOPE_KEY) == b"full")
+        return Unconfirmed(
+            generation, ids.replace_schema_metadata(None), metadata.get(_SCOPE_KEY) == b"full"
+        )
 
 
 def publish_table_replace(

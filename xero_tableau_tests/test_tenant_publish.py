@@ -24,7 +24,7 @@ from xero_tableau.tableau.outcome import PublishTimeout
 from xero_tableau.tenant_publish import publish_tenant, route_for
 from xero_tableau.transform.schema import TABLES, arrow_schema
 from xero_tableau_tests.conftest import StartTableau
-from xero_tableau_tests.publish_harness import TABLE, Harness, Line
+from xero_tableau_tests.publish_harness import Harness, Line
 
 D = Decimal
 # INV-1 has two lines, INV-2 one, INV-3 one.
@@ -227,7 +227,9 @@ def test_one_tables_failure_never_stops_the_others(
     tableau: RunningTableauSandbox, writer: HyperWriter, tmp_path: Path
 ) -> None:
     tenant = "0f2c4e6a-1b3d-4f5a-8c7e-9d0b1a2c3e4f"
-    settings = Settings.from_env({"XT_HOME": str(tmp_path / "home"), **tableau_env(tableau.base_url)})
+    settings = Settings.from_env(
+        {"XT_HOME": str(tmp_path / "home"), **tableau_env(tableau.base_url)}
+    )
     tables_dir = lake.tenant_dir(settings.lake_dir, tenant) / "tables"
     hyper_dir = settings.hyper_dir / tenant
     tables_dir.mkdir(parents=True)
@@ -260,7 +262,9 @@ def test_tables_after_an_unexpected_error_are_still_published(
     """A table whose local files are unreadable (a bad payload): the error is recorded for it,
     with its reason, and the tables after it are published."""
     tenant = "5e4d3c2b-1a09-4f8e-a7d6-c5b4a3928170"
-    settings = Settings.from_env({"XT_HOME": str(tmp_path / "home"), **tableau_env(tableau.base_url)})
+    settings = Settings.from_env(
+        {"XT_HOME": str(tmp_path / "home"), **tableau_env(tableau.base_url)}
+    )
     tables_dir = lake.tenant_dir(settings.lake_dir, tenant) / "tables"
     hyper_dir = settings.hyper_dir / tenant
     tables_dir.mkdir(parents=True)
