@@ -194,8 +194,8 @@ def test_missing_fingerprints_of_an_existing_data_source_publish_the_full_extrac
     harness.fingerprints.unlink()
     state = [line for line in S0 if line[0] != "INV-3"]
     entry = harness.publish(state)
-    assert entry.mode == "replace"
     assert harness.stored() == sorted(state)
+    assert entry.mode == "replace"
     assert harness.publish(state).mode == "unchanged"
 
 

@@ -232,7 +232,8 @@ class PayloadBuilder:
                     digest = hashlib.sha256(f"{digest}|{keys_digest}".encode()).hexdigest()
                 else:
                     conn.execute_command(f"CREATE TABLE {keys_table} AS {select}")
-                    keys = int(conn.execute_scalar_query(f"SELECT COUNT(*) FROM {keys_table}"))
+                    count = conn.execute_scalar_query(f"SELECT COUNT(*) FROM {keys_table}")
+                    keys = int(cast(int, count))
         except HyperException as exc:
             payload.unlink(missing_ok=True)
             raise PublishError(f"cannot build the update payload from {changed}: {exc}") from exc
