@@ -266,10 +266,9 @@ def _removed_rows(
     if missing:
         raise PublishError(f"the removed keys for {changed} lack column(s) {missing}")
     columns = [removed_keys.column(c).to_pylist() for c in key_columns]
-    rows = sorted(set(zip(*columns, strict=True)))
-    if any(value is None for row in rows for value in row):
+    if any(value is None for values in columns for value in values):
         raise PublishError(f"the removed keys for {changed} hold a null key")
-    return [list(row) for row in rows]
+    return [list(row) for row in sorted(set(zip(*columns, strict=True)))]
 
 
 class IncrementalPublisher:
