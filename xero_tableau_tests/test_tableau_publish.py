@@ -164,6 +164,62 @@ def test_incremental_creates_then_replaces_changed_documents(
     assert tableau.sandbox.requests_log["POST /auth/signin"] == 1
 
 
+def removed(*invoices: str) -> pa.Table:
+    """The keys of documents gone since the last publish, as ``removed_keys`` takes them."""
+    return pa.table({"tenant_id": [T1] * len(invoices), KEY: list(invoices)})
+
+
+def test_removed_documents_are_deleted_in_the_same_update(
+    tableau: RunningTableauSandbox, writer: HyperWriter, make: Callable[[str, list[Row]], Path]
+) -> None:
+    full = make("full", BASE)
+    ledger = InMemoryPublishLedger()
+    with publisher(tableau, ledger=ledger) as pub:
+        incremental(pub, full, "batch-0", full)
+        updated = pub.publish_incremental(
+            make("delta", CHANGED), DS, "Xero", TABLE, KEY, "batch-1", removed_keys=removed("INV-C")
+        )
+        assert updated.mode == "incremental" and updated.rows_sent == 3
+        assert updated.calls_by_method.get("PATCH") == 1  # one request: delete, then insert
+        assert stored(writer, tableau) == [r for r in AFTER if r[1] != "INV-C"]
+
+        # Nothing to insert, one document to delete: still sent, not a no-op.
+        only = pub.publish_incremental(
+            make("none", []), DS, "Xero", TABLE, KEY, "batch-2", removed_keys=removed("INV-B")
+        )
+        assert only.mode == "incremental" and only.rows_sent == 0 and only.succeeded
+        assert stored(writer, tableau) == [r for r in AFTER if r[1] not in ("INV-B", "INV-C")]
+        nothing = pub.publish_incremental(make("none2", []), DS, "Xero", TABLE, KEY, "batch-3")
+        assert nothing.mode == "noop"
+    # The deleted keys are part of the request id: same rows, other removals, other request.
+    assert updated.request_id != only.request_id
+    records = {r.batch_id: r for r in ledger.records()}
+    assert records["batch-2"].status == "succeeded"
+
+
+def test_request_id_covers_the_removed_keys(
+    tableau: RunningTableauSandbox, writer: HyperWriter, make: Callable[[str, list[Row]], Path]
+) -> None:
+    """The same batch id and rows with other removals is other data: refused once succeeded,
+    never answered with the first request's job."""
+    full, delta = make("full", BASE), make("delta", CHANGED)
+    with publisher(tableau, ledger=InMemoryPublishLedger()) as pub:
+        incremental(pub, full, "batch-0", full)
+        first = pub.publish_incremental(
+            delta, DS, "Xero", TABLE, KEY, "batch-1", removed_keys=removed("INV-B")
+        )
+        again = pub.publish_incremental(
+            make("delta-again", CHANGED), DS, "Xero", TABLE, KEY, "batch-1",
+            removed_keys=removed("INV-B"),
+        )  # fmt: skip
+        assert again.mode == "noop" and again.request_id == first.request_id
+        with pytest.raises(PublishError, match="other data"):
+            pub.publish_incremental(
+                delta, DS, "Xero", TABLE, KEY, "batch-1", removed_keys=removed("INV-C")
+            )
+    assert stored(writer, tableau) == [r for r in AFTER if r[1] != "INV-B"]
+
+
 def test_incremental_without_full_file_refuses_a_missing_datasource(
     tableau: RunningTableauSandbox, make: Callable[[str, list[Row]], Path]
 ) -> None:

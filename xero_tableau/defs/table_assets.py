@@ -173,10 +173,12 @@ def tableau_extracts(
                     "datasource": t.datasource,
                     "mode": t.mode,
                     "documents_sent": t.documents_sent,
+                    "documents_removed": t.documents_removed,
                     "job_id": t.outcome.job_id if t.outcome else None,
                     "finish_code": t.outcome.finish_code if t.outcome else None,
                     "notes": list(t.outcome.notes) if t.outcome else [],
                     "seconds": round(t.outcome.duration_seconds, 2) if t.outcome else 0,
+                    "error": t.error,
                 }
                 for t in published.tables
             ]

@@ -1,9 +1,11 @@
 """Incremental mode: apply one batch of changed documents with ``update_hyper_data``.
 
-A batch deletes the target rows of its changed documents, then inserts their current rows, so a
-document's lines are replaced as a whole. Its ``request_id`` is deterministic (batch id + SHA-256
-of the payload's rows), so a retry can neither double rows nor re-apply stale data, and the ledger
-makes a succeeded batch a no-op. Below REST :data:`MIN_UPDATE_DATA_VERSION` an update is refused.
+A batch deletes the target rows of its changed documents and of the documents removed since the
+last publish, then inserts the changed documents' current rows, in one request, so a document's
+lines are replaced as a whole and a removed document disappears. Its ``request_id`` is
+deterministic (batch id + SHA-256 of the payload's rows and deleted keys), so a retry can neither
+double rows nor re-apply stale data, and the ledger makes a succeeded batch a no-op. Below REST
+:data:`MIN_UPDATE_DATA_VERSION` an update is refused.
 
 This package must never import dagster.
 """
@@ -14,11 +16,20 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import pyarrow as pa
 import tableauserverclient as TSC
-from tableauhyperapi import Connection, HyperException, TableName, escape_name
+from tableauhyperapi import (
+    Connection,
+    HyperException,
+    Inserter,
+    TableDefinition,
+    TableName,
+    escape_name,
+)
 
 from xero_tableau.tableau.hyper import EXTRACT_SCHEMA, HyperWriter
 from xero_tableau.tableau.jobs import JobTracker
@@ -36,6 +47,7 @@ from xero_tableau.tableau.session import Meter, TableauSession, version_tuple
 __all__ = [
     "MIN_UPDATE_DATA_VERSION",
     "IncrementalPublisher",
+    "Payload",
     "PayloadBuilder",
     "content_sha256",
     "delete_insert_actions",
@@ -67,14 +79,15 @@ def incremental_request_id(
 
 
 def keys_table_name(table: str) -> str:
-    """The payload table that lists the changed documents' keys for the ``delete`` action."""
+    """The payload table that lists the keys the ``delete`` action reads: the changed
+    documents' and the removed documents'."""
     return f"{table}{_KEYS_SUFFIX}"
 
 
 def delete_insert_actions(
     table: str, condition_columns: Sequence[str], *, schema: str = EXTRACT_SCHEMA
 ) -> list[dict[str, Any]]:
-    """Delete every target row of a changed document, then insert the payload's rows.
+    """Delete every target row of a changed or removed document, then insert the payload's rows.
 
     The delete reads the keys table (only the condition's columns: Tableau rejects a delete
     source with columns its condition does not use); the insert copies the rows by name."""
@@ -166,15 +179,24 @@ class PayloadBuilder:
             self._own_work_dir = Path(tempfile.mkdtemp(prefix="xt-publish-"))
         return self._own_work_dir
 
-    def build(self, changed: Path, table: str, key_columns: Sequence[str]) -> tuple[Path, int, str]:
-        """Copy the changed rows' file and add the keys table the ``delete`` action reads.
+    def build(
+        self,
+        changed: Path,
+        table: str,
+        key_columns: Sequence[str],
+        removed_keys: pa.Table | None = None,
+    ) -> "Payload":
+        """Copy the changed rows' file and add the keys table the ``delete`` action reads: the
+        keys of the changed rows plus ``removed_keys`` (documents to delete with nothing to
+        insert; a table holding ``key_columns``).
 
-        Returns the payload path, its row count and the SHA-256 of its rows' *content*
-        (:func:`content_sha256`): two builds of the same rows are different bytes (Hyper files
-        are not byte-reproducible), yet must give the same request id. A copy, so the caller's
-        file is untouched."""
+        The payload's SHA-256 covers its rows' *content* (:func:`content_sha256`), and the keys
+        table's when documents are removed: two builds of the same rows are different bytes
+        (Hyper files are not byte-reproducible), yet must give the same request id, and a batch
+        that deletes other documents must not. A copy, so the caller's file is untouched."""
         if not changed.is_file():
             raise FileNotFoundError(f"changed-rows extract not found: {changed}")
+        removed = _removed_rows(removed_keys, key_columns, changed)
         payload = self._staging_dir() / f"payload-{uuid.uuid4().hex}.hyper"
         shutil.copyfile(changed, payload)
         rows_table = TableName(EXTRACT_SCHEMA, table)
@@ -185,21 +207,68 @@ class PayloadBuilder:
                 if not conn.catalog.has_table(rows_table):
                     raise PublishError(f"{changed} has no table {rows_table}")
                 definition = conn.catalog.get_table_definition(rows_table)
-                have = {c.name.unescaped for c in definition.columns}
-                missing = [c for c in key_columns if c not in have]
+                by_name = {c.name.unescaped: c for c in definition.columns}
+                missing = [c for c in key_columns if c not in by_name]
                 if missing:
                     raise PublishError(f"{changed}: table {rows_table} has no column {missing}")
                 digest, rows = content_sha256(conn, rows_table)
-                conn.execute_command(
-                    f"CREATE TABLE {keys_table} AS SELECT DISTINCT {cols} FROM {rows_table}"
-                )
+                select = f"SELECT DISTINCT {cols} FROM {rows_table}"
+                if removed:
+                    removed_table = TableName(EXTRACT_SCHEMA, f"{keys_table_name(table)}__removed")
+                    key_definitions = [
+                        TableDefinition.Column(c, by_name[c].type, by_name[c].nullability)
+                        for c in key_columns
+                    ]
+                    conn.catalog.create_table(TableDefinition(removed_table, key_definitions))
+                    with Inserter(conn, removed_table) as inserter:
+                        inserter.add_rows(removed)
+                        inserter.execute()
+                    conn.execute_command(
+                        f"CREATE TABLE {keys_table} AS {select} "
+                        f"UNION SELECT {cols} FROM {removed_table}"
+                    )
+                    conn.execute_command(f"DROP TABLE {removed_table}")
+                    keys_digest, keys = content_sha256(conn, keys_table)
+                    digest = hashlib.sha256(f"{digest}|{keys_digest}".encode()).hexdigest()
+                else:
+                    conn.execute_command(f"CREATE TABLE {keys_table} AS {select}")
+                    count = conn.execute_scalar_query(f"SELECT COUNT(*) FROM {keys_table}")
+                    keys = int(cast(int, count))
         except HyperException as exc:
             payload.unlink(missing_ok=True)
             raise PublishError(f"cannot build the update payload from {changed}: {exc}") from exc
         except BaseException:
             payload.unlink(missing_ok=True)
             raise
-        return payload, rows, digest
+        return Payload(payload, rows, keys, len(removed), digest)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A built update payload: its file, the rows it inserts, the document keys its ``delete``
+    reads (changed and removed documents), how many of those are removals, and its content's
+    SHA-256."""
+
+    path: Path
+    rows: int
+    keys: int
+    removed: int
+    sha256: str
+
+
+def _removed_rows(
+    removed_keys: pa.Table | None, key_columns: Sequence[str], changed: Path
+) -> list[list[Any]]:
+    """``removed_keys`` as rows in ``key_columns`` order, distinct and sorted (no nulls)."""
+    if removed_keys is None or removed_keys.num_rows == 0:
+        return []
+    missing = [c for c in key_columns if c not in removed_keys.column_names]
+    if missing:
+        raise PublishError(f"the removed keys for {changed} lack column(s) {missing}")
+    columns = [removed_keys.column(c).to_pylist() for c in key_columns]
+    if any(value is None for values in columns for value in values):
+        raise PublishError(f"the removed keys for {changed} hold a null key")
+    return [list(row) for row in sorted(set(zip(*columns, strict=True)))]
 
 
 class IncrementalPublisher:
@@ -232,6 +301,7 @@ class IncrementalPublisher:
         *,
         full_hyper_path: Path | None = None,
         tenant_column: str | None = "tenant_id",
+        removed_keys: pa.Table | None = None,
     ) -> PublishOutcome:
         """Apply one batch (see ``TableauPublisher.publish_incremental``)."""
         meter = self.session.meter()
@@ -239,9 +309,10 @@ class IncrementalPublisher:
         actions = delete_insert_actions(table, condition_columns)
         # Built locally first: the request id hashes its *content*, and a missing table or
         # column fails here, before anything is sent.
-        payload, rows, payload_sha = self.payloads.build(
-            Path(changed_hyper_path), table, condition_columns
+        built = self.payloads.build(
+            Path(changed_hyper_path), table, condition_columns, removed_keys
         )
+        payload, rows, payload_sha = built.path, built.rows, built.sha256
         try:
             base_request_id = incremental_request_id(
                 batch_id, payload_sha, datasource_name, actions
@@ -277,7 +348,7 @@ class IncrementalPublisher:
                     base_request_id,
                 )
             self._require_update_version()
-            if rows == 0:
+            if built.keys == 0:  # nothing to insert and nothing to delete
                 return self.jobs.outcome(
                     meter,
                     "noop",

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import pyarrow as pa
 import tableauserverclient as TSC
 
 from xero_tableau.tableau.hyper import HyperWriter
@@ -162,16 +163,20 @@ class TableauPublisher:
         *,
         full_hyper_path: Path | None = None,
         tenant_column: str | None = "tenant_id",
+        removed_keys: pa.Table | None = None,
     ) -> PublishOutcome:
-        """Apply one batch of changed documents to the published data source.
+        """Apply one batch of changed and removed documents to the published data source.
 
         ``changed_hyper_path`` holds ``"Extract"."<table>"`` with every row of every changed
         document (``key_column`` is the document id, e.g. ``invoice_id``). If the data source
         does not exist yet it is created from ``full_hyper_path`` (the full extract, which
-        already contains the batch). Otherwise ``update_hyper_data`` deletes the target rows of
-        those documents (matched on ``tenant_column`` too, when given) and inserts the payload's
-        rows, under a request id derived from ``batch_id`` and the payload rows' SHA-256, so
-        repeating a batch never doubles rows. Raises
+        already contains the batch). Otherwise one ``update_hyper_data`` request deletes the
+        target rows of those documents and of the documents in ``removed_keys`` (a table of
+        ``tenant_column`` and ``key_column``: documents gone since the last publish), matched
+        on ``tenant_column`` too when given, and inserts the payload's rows, under a request id
+        derived from ``batch_id`` and the SHA-256 of the payload's rows and deleted keys, so
+        repeating a batch never doubles rows. A batch with nothing to insert or delete is a
+        no-op. Raises
         :class:`~xero_tableau.tableau.outcome.PublishFailed` if the job fails."""
         return self.incremental.publish(
             changed_hyper_path,
@@ -182,4 +187,5 @@ class TableauPublisher:
             batch_id,
             full_hyper_path=full_hyper_path,
             tenant_column=tenant_column,
+            removed_keys=removed_keys,
         )
