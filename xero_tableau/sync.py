@@ -229,24 +229,19 @@ def print_summary(
     say("  " + f"{'Xero API calls':<28}" + "".join(f"{s.calls:>24,}" for s in summaries))
     say("  " + f"{'quarantined records':<28}" + "".join(f"{s.quarantined:>24,}" for s in summaries))
     for summary in summaries:
-        warnings = [f for f in summary.failed_checks if f not in summary.blocking]
-        if warnings:
-            say(f"\nWARN data checks that failed for {summary.name} (published anyway):")
-            for failure in warnings:
-                say(f"  {failure}")
-    for summary in summaries:
         if summary.blocking:
             say(
-                f"\nNOT PUBLISHED: {summary.name} ({summary.tenant_id}), because these ERROR "
-                "data checks failed (fix the data in Xero, or see docs/operations.md, "
-                '"Data checks"):'
+                f"\nNOT PUBLISHED: {summary.name} ({summary.tenant_id}), because ERROR data "
+                'checks failed (fix the data in Xero; docs/operations.md, "Data checks"):'
             )
-            for failure in summary.blocking:
-                say(f"  {failure}")
         elif summary.errors:
             say(f"\nFAILED: {summary.name} ({summary.tenant_id}):")
             for error in summary.errors:
                 say(f"  {error}")
+        elif summary.failed_checks:
+            say(f"\nWARN data checks that failed for {summary.name} (they do not block):")
+        for failure in summary.failed_checks:
+            say(f"  {failure}")
     for summary in summaries:
         if not summary.published:
             continue

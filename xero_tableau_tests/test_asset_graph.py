@@ -313,18 +313,27 @@ def test_archiving_a_tracking_category_moves_no_column(world: tuple) -> None:
 
     rebuild()
     before = tracking()
-    region = next(c for c in tenant.collections["TrackingCategories"].values() if c["Name"] == "Region")
+    region = next(
+        c for c in tenant.collections["TrackingCategories"].values() if c["Name"] == "Region"
+    )
     assert {r[columns.index("tracking1_category_id")] for r in before} >= {
         region["TrackingCategoryID"]
     }
     writer = SandboxWriter(sandbox.sandbox)
     try:
         with sandbox.sandbox.dataset.lock:
-            writer.update(tenant_id, "TrackingCategories", region["TrackingCategoryID"], {"Status": "ARCHIVED"})
+            writer.update(
+                tenant_id,
+                "TrackingCategories",
+                region["TrackingCategoryID"],
+                {"Status": "ARCHIVED"},
+            )
         rebuild()
         assert tracking() == before
     finally:
         with sandbox.sandbox.dataset.lock:
-            writer.update(tenant_id, "TrackingCategories", region["TrackingCategoryID"], {"Status": "ACTIVE"})
+            writer.update(
+                tenant_id, "TrackingCategories", region["TrackingCategoryID"], {"Status": "ACTIVE"}
+            )
         rebuild()
     assert tracking() == before

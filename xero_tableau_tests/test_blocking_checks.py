@@ -133,7 +133,9 @@ def test_a_run_of_tables_and_extracts_stops_at_the_failed_check(world: World) ->
     definitions = load_definitions()
     with _instance() as instance:
         keys = [*TABLE_KEYS.values(), EXTRACTS_KEY]
-        bad = materialize(definitions, instance, keys, partition_key=world.bad, raise_on_error=False)
+        bad = materialize(
+            definitions, instance, keys, partition_key=world.bad, raise_on_error=False
+        )
         good = materialize(definitions, instance, keys, partition_key=world.good)
     assert not bad.success
     materialized = {e.asset_key for e in bad.get_asset_materialization_events()}

@@ -188,7 +188,7 @@ def test_two_processes_giving_slots_at_once_agree(
         other.dispose()
 
 
-# --- in the tables ----------------------------------------------------------------------------------
+# --- in the tables --------------------------------------------------------------------------------
 
 
 def _category(category_id: str, name: str, status: str, options: list[tuple[str, str]]) -> dict:

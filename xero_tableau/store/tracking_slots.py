@@ -62,4 +62,6 @@ def assign_slots(
         stored = load_slots(engine, tenant_id)
         if all(stored.get(cid) == slot for cid, slot in new.items()):
             return stored
-    raise RuntimeError(f"tracking slots of tenant {tenant_id}: no agreement after {_ATTEMPTS} tries")
+    raise RuntimeError(
+        f"tracking slots of tenant {tenant_id}: no agreement after {_ATTEMPTS} tries"
+    )
