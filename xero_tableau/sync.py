@@ -6,7 +6,11 @@ Per tenant, three real Dagster runs recorded in the instance (the one at ``DAGST
 1. the reference snapshots (organisation, accounts, tracking categories, tax rates, currencies);
 2. the raw entities over every day since the organisation was created, as one single run (one
    paged If-Modified-Since read per entity);
-3. the normalized tables with their checks, then the .hyper extracts.
+3. the normalized tables with their checks, then the .hyper extracts (and the publish).
+
+A tenant whose tables fail an ERROR data check is not published (the blocking check fails the
+tables' step and Dagster skips the extracts); the sync says which checks failed and why, goes on
+with the other tenants, and ``xero-tableau sync`` exits 1.
 """
 
 from collections.abc import Callable
@@ -29,6 +33,7 @@ from xero_tableau.asset_names import (
 from xero_tableau.entities import REFERENCE, TRANSACTIONAL
 from xero_tableau.settings import Settings
 from xero_tableau.store.tenants import KnownTenant
+from xero_tableau.tenant_tables import FailedCheck
 from xero_tableau.transform.schema import TABLES
 from xero_tableau.xero.dates import parse_xero_datetime
 from xero_tableau.xero_connection import open_xero, record_tenants
@@ -48,9 +53,20 @@ class TenantSummary:
     calls: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
-    failed_checks: list[str] = field(default_factory=list)
+    failed_checks: list[FailedCheck] = field(default_factory=list)
     published: list[dict] = field(default_factory=list)  # Tableau jobs, when publishing
     tableau_site: str = ""
+    extracted: bool = False  # the extracts step ran to the end (.hyper written, published)
+    errors: list[str] = field(default_factory=list)  # failed steps, other than blocking checks
+
+    @property
+    def blocking(self) -> list[FailedCheck]:
+        return [f for f in self.failed_checks if f.severity == "ERROR"]
+
+    @property
+    def ok(self) -> bool:
+        """Extracted (and published, when Tableau is set up): no ERROR check failed, no step."""
+        return self.extracted and not self.blocking and not self.errors
 
 
 def register_tenants(settings: Settings, instance: dg.DagsterInstance) -> list[KnownTenant]:
@@ -88,6 +104,34 @@ def _calls(result: dg.ExecuteInProcessResult) -> int:
         if value is not None:
             per_asset[materialization.asset_key] = int(value.value)  # type: ignore[arg-type]
     return sum(per_asset.values())
+
+
+def _failed_checks(result: dg.ExecuteInProcessResult) -> list[FailedCheck]:
+    failed = []
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed:
+            continue
+        offending = evaluation.metadata.get("offending")
+        sample = offending.value if offending is not None else []
+        failed.append(
+            FailedCheck(
+                table=evaluation.asset_key.path[-1],
+                check=evaluation.check_name,
+                severity=evaluation.severity.value,
+                description=evaluation.description or "",
+                sample=[str(s) for s in sample] if isinstance(sample, list) else [],
+            )
+        )
+    return failed
+
+
+def _step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+    errors = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            message = event.step_failure_data.error.message.strip()
+            errors.append(f"{event.step_key}: {message}")
+    return errors
 
 
 def sync_all(
@@ -141,11 +185,23 @@ def sync_all(
             "tables, checks and .hyper extracts",
             [*TABLE_KEYS.values(), EXTRACTS_KEY],
             partition_key=tenant.tenant_id,
+            raise_on_error=False,  # a tenant whose checks fail must not stop the others
         )
+        summary.failed_checks = _failed_checks(result)
+        if summary.blocking:
+            # the blocking checks failed the tables' step: that failure is the checks
+            say(f"  NOT PUBLISHED: {len(summary.blocking)} ERROR data check(s) failed")
+        else:
+            summary.errors = _step_errors(result)
+            for error in summary.errors:
+                say(f"  FAILED {error}")
+        for failure in summary.failed_checks:
+            say(f"    {failure}")
         for event in result.get_asset_materialization_events():
             materialization = event.materialization
             if materialization.asset_key != EXTRACTS_KEY:
                 continue
+            summary.extracted = True
             metadata = materialization.metadata
             rows = metadata["rows_per_table"].value
             if isinstance(rows, dict):
@@ -155,10 +211,6 @@ def sync_all(
                 summary.published = [dict(j) for j in jobs.value]  # type: ignore[arg-type]
                 site = metadata["tableau/site"].value
                 summary.tableau_site = f"{site or 'Default'}/{metadata['tableau/project'].value}"
-        for evaluation in result.get_asset_check_evaluations():
-            if not evaluation.passed:
-                key = "/".join(evaluation.asset_key.path)
-                summary.failed_checks.append(f"{key}:{evaluation.check_name}")
         summary.quarantined = len(raw_lake.quarantined(settings.lake_dir, tenant.tenant_id))
         summaries.append(summary)
     return summaries
@@ -177,8 +229,19 @@ def print_summary(
     say("  " + f"{'Xero API calls':<28}" + "".join(f"{s.calls:>24,}" for s in summaries))
     say("  " + f"{'quarantined records':<28}" + "".join(f"{s.quarantined:>24,}" for s in summaries))
     for summary in summaries:
-        if summary.failed_checks:
-            say(f"  failed checks for {summary.name}: {', '.join(summary.failed_checks)}")
+        if summary.blocking:
+            say(
+                f"\nNOT PUBLISHED: {summary.name} ({summary.tenant_id}), because ERROR data "
+                'checks failed (fix the data in Xero; docs/operations.md, "Data checks"):'
+            )
+        elif summary.errors:
+            say(f"\nFAILED: {summary.name} ({summary.tenant_id}):")
+            for error in summary.errors:
+                say(f"  {error}")
+        elif summary.failed_checks:
+            say(f"\nWARN data checks that failed for {summary.name} (they do not block):")
+        for failure in summary.failed_checks:
+            say(f"  {failure}")
     for summary in summaries:
         if not summary.published:
             continue

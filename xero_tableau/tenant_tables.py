@@ -2,10 +2,14 @@
 tables asset (no dagster here).
 
 Reads every raw day partition of the tenant (only the columns normalize and the checks need) and
-its reference snapshots, normalizes, writes each table to ``lake/tenant=<id>/tables/<name>.parquet``
-and runs the checks of ``transform.checks.TABLE_CHECKS`` that apply to it.
+its reference snapshots, gives any new tracking category its slot for good (kept in the state DB,
+``store.tracking_slots``), normalizes, writes each table to
+``lake/tenant=<id>/tables/<name>.parquet`` and runs the checks of ``transform.checks.TABLE_CHECKS``
+that apply to it; the failed ones are kept beside the tables (``tables/checks.json``), so whatever
+publishes the tables can refuse those an ERROR check failed on.
 """
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,11 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from sqlalchemy.engine import Engine
 
 from xero_tableau import raw_lake
+from xero_tableau.entities import parse_records
 from xero_tableau.store import lake
-from xero_tableau.transform.checks import CheckInputs, CheckOutcome, TableCheck, checks_for
-from xero_tableau.transform.normalize import NORMALIZE_COLUMNS, Reference, normalize
+from xero_tableau.store.tracking_slots import assign_slots
+from xero_tableau.transform.checks import (
+    ERROR,
+    CheckInputs,
+    CheckOutcome,
+    TableCheck,
+    checks_for,
+)
+from xero_tableau.transform.normalize import (
+    NORMALIZE_COLUMNS,
+    Reference,
+    line_tracking_categories,
+    normalize,
+    tracking_slots,
+)
 from xero_tableau.transform.schema import TABLES
 
 
@@ -33,6 +52,10 @@ class BuiltTable:
     checks: list[tuple[TableCheck, CheckOutcome]]
 
     @property
+    def failed(self) -> list[tuple[TableCheck, CheckOutcome]]:
+        return [(check, outcome) for check, outcome in self.checks if not outcome.passed]
+
+    @property
     def documents(self) -> int | None:
         """Distinct documents of a fact table (None for dimensions)."""
         if not self.name.startswith("fct_"):
@@ -46,6 +69,12 @@ class TenantTables:
     built_at: str
     tables: list[BuiltTable] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+    tracking_slots: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def blocked(self) -> bool:
+        """An ERROR check failed: these tables must not be published."""
+        return any(check.blocking for table in self.tables for check, _ in table.failed)
 
 
 def _columns() -> dict[str, tuple[list[str], list[str] | None]]:
@@ -62,8 +91,9 @@ def _columns() -> dict[str, tuple[list[str], list[str] | None]]:
     return columns
 
 
-def build_tenant_tables(lake_dir: Path, tenant_id: str) -> TenantTables:
-    """Rebuild every fact and dimension of one tenant from its raw partitions, and check them."""
+def build_tenant_tables(lake_dir: Path, tenant_id: str, engine: Engine) -> TenantTables:
+    """Rebuild every fact and dimension of one tenant from its raw partitions, and check them.
+    ``engine`` is the state DB's, which keeps the tenant's tracking slots."""
     raw = {
         entity: raw_lake.read_entity(lake_dir, tenant_id, entity, columns=columns)
         for entity, columns in _columns().items()
@@ -79,17 +109,77 @@ def build_tenant_tables(lake_dir: Path, tenant_id: str) -> TenantTables:
         accounts=raw_lake.read_reference(lake_dir, tenant_id, "Accounts"),
         tracking_categories=raw_lake.read_reference(lake_dir, tenant_id, "TrackingCategories"),
     )
-    tables = normalize(tenant_id, raw, reference)
+    categories = parse_records("TrackingCategories", list(reference.tracking_categories)).records
+    on_lines = line_tracking_categories(raw)
+    slots = assign_slots(
+        engine,
+        tenant_id,
+        lambda known: tracking_slots(categories, known, on_lines),
+        {c.tracking_category_id: c.name for c in categories},
+    )
+    tables = normalize(tenant_id, raw, reference, slots)
     out_dir = lake.tenant_dir(lake_dir, tenant_id) / "tables"
     inputs = CheckInputs(tenant_id, {entity: documents for entity, (documents, _) in raw.items()})
     built = TenantTables(
         tenant_id,
         datetime.now(UTC).isoformat(),
         quarantined=raw_lake.quarantined(lake_dir, tenant_id),
+        tracking_slots=slots,
     )
     for name, table in tables.items():
-        path = out_dir / f"{name}.parquet"
-        lake.write_parquet(path, table)
         outcomes = [(check, check.run(name, table, inputs)) for check in checks_for(name)]
-        built.tables.append(BuiltTable(name, table, path, outcomes))
+        built.tables.append(BuiltTable(name, table, out_dir / f"{name}.parquet", outcomes))
+    # The verdict lands before the tables it describes, so failed tables never sit on disk
+    # under a verdict that lets them be published.
+    _write_verdict(out_dir, built)
+    for table in built.tables:
+        lake.write_parquet(table.path, table.table)
     return built
+
+
+# --- the verdict of the checks, beside the tables -------------------------------------------------
+
+VERDICT = "checks.json"
+
+
+@dataclass(frozen=True)
+class FailedCheck:
+    table: str
+    check: str
+    severity: str
+    description: str
+    sample: list[str]
+
+    def __str__(self) -> str:
+        offending = f": {', '.join(self.sample)}" if self.sample else ""
+        return f"{self.table} {self.check} [{self.severity}] {self.description}{offending}"
+
+
+def _write_verdict(out_dir: Path, built: TenantTables) -> None:
+    failed = [
+        {
+            "table": table.name,
+            "check": check.name,
+            "severity": check.severity,
+            "description": outcome.description,
+            "sample": outcome.sample,
+        }
+        for table in built.tables
+        for check, outcome in table.failed
+    ]
+    verdict = {"built_at": built.built_at, "blocked": built.blocked, "failed": failed}
+    lake.atomic_write_bytes(out_dir / VERDICT, json.dumps(verdict, indent=1).encode())
+
+
+def failed_checks(lake_dir: Path, tenant_id: str) -> list[FailedCheck]:
+    """The checks that failed on the tenant's tables as they are on disk (none if never built)."""
+    path = lake.tenant_dir(lake_dir, tenant_id) / "tables" / VERDICT
+    if not path.exists():
+        return []
+    return [FailedCheck(**failure) for failure in json.loads(path.read_text())["failed"]]
+
+
+def blocking_failures(lake_dir: Path, tenant_id: str) -> list[FailedCheck]:
+    """The ERROR checks that failed on the tenant's tables on disk: while there are any, the
+    tables must not be published."""
+    return [f for f in failed_checks(lake_dir, tenant_id) if f.severity == ERROR]

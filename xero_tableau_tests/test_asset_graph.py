@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 
 from xero_tableau import raw_lake
@@ -21,8 +22,10 @@ from xero_tableau.sandbox.admin import SandboxWriter
 from xero_tableau.sandbox.dataset import TenantData
 from xero_tableau.sandbox.generator import GeneratorConfig
 from xero_tableau.settings import ConfigError, Settings
-from xero_tableau.sync import EXTRACTS_KEY, RAW_KEYS, sync_all
+from xero_tableau.store import lake
+from xero_tableau.sync import EXTRACTS_KEY, RAW_KEYS, REFERENCE_KEYS, sync_all
 from xero_tableau.tableau.hyper import HyperWriter
+from xero_tableau.transform.schema import TABLES
 from xero_tableau_tests.xero_harness import (
     connected_settings,
     materialize,
@@ -285,3 +288,52 @@ def test_optional_entities_can_be_switched_off(
         Settings.from_env()
     with pytest.raises(ConfigError, match="XT_DISABLED_ENTITIES"):
         load_definitions()  # a bad setting fails the load, naming the variable
+
+
+def test_archiving_a_tracking_category_moves_no_column(world: tuple) -> None:
+    """Region sorts before Service Line and holds tracking1_*; archived, it keeps it (it used to
+    drop behind the ACTIVE Service Line and swap the two columns across all history)."""
+    sandbox, settings, _instance, _definitions, _summaries = world
+    tenant_id = sorted(sandbox.sandbox.dataset.tenants)[0]
+    tenant = sandbox.sandbox.dataset.tenants[tenant_id]
+    table = lake.tenant_dir(settings.lake_dir, tenant_id) / "tables" / "fct_invoice_lines.parquet"
+    columns = [
+        *TABLES["fct_invoice_lines"].key,
+        *(f"tracking{s}_{p}" for s in (1, 2) for p in ("category_id", "option_id")),
+    ]
+
+    def tracking() -> list[tuple]:
+        return sorted(tuple(r.values()) for r in pq.read_table(table, columns=columns).to_pylist())
+
+    def rebuild() -> None:
+        definitions = load_definitions()  # as a new process would
+        _sandbox, _settings, instance, _defs, _summaries = world
+        keys = [*REFERENCE_KEYS, *TABLE_KEYS.values()]
+        assert materialize(definitions, instance, keys, partition_key=tenant_id).success
+
+    rebuild()
+    before = tracking()
+    region = next(
+        c for c in tenant.collections["TrackingCategories"].values() if c["Name"] == "Region"
+    )
+    assert {r[columns.index("tracking1_category_id")] for r in before} >= {
+        region["TrackingCategoryID"]
+    }
+    writer = SandboxWriter(sandbox.sandbox)
+    try:
+        with sandbox.sandbox.dataset.lock:
+            writer.update(
+                tenant_id,
+                "TrackingCategories",
+                region["TrackingCategoryID"],
+                {"Status": "ARCHIVED"},
+            )
+        rebuild()
+        assert tracking() == before
+    finally:
+        with sandbox.sandbox.dataset.lock:
+            writer.update(
+                tenant_id, "TrackingCategories", region["TrackingCategoryID"], {"Status": "ACTIVE"}
+            )
+        rebuild()
+    assert tracking() == before

@@ -1,6 +1,6 @@
-"""A snapshot of the Dagster graph's shape: asset keys, groups, kinds, partitions, checks,
-automation conditions, dependencies, sensors and schedules. A change to any of them fails this
-test until the snapshot is rewritten (``XT_UPDATE_SNAPSHOTS=1 pytest
+"""A snapshot of the Dagster graph's shape: asset keys, groups, kinds, partitions, checks (and
+which of them block), automation conditions, dependencies, sensors and schedules. A change to any
+of them fails this test until the snapshot is rewritten (``XT_UPDATE_SNAPSHOTS=1 pytest
 xero_tableau_tests/test_graph_shape.py``), so it is always deliberate and shows in review."""
 
 import json
@@ -28,6 +28,11 @@ def _partitions(partitions_def: dg.PartitionsDefinition | None) -> Any:
     return type(partitions_def).__name__
 
 
+def _check(spec: dg.AssetCheckSpec) -> str:
+    """A check's name, marked when it is blocking (its failure stops the assets downstream)."""
+    return f"{spec.name} (blocking)" if spec.blocking else spec.name
+
+
 def shape() -> dict[str, Any]:
     # Loaded against a fresh instance, as Dagster's own tools do (not a closed one of another test).
     with dg.instance_for_test():
@@ -47,7 +52,7 @@ def _shape(definitions: dg.Definitions) -> dict[str, Any]:
             "partitions": _partitions(node.partitions_def),
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "automation": condition.get_label() or str(condition) if condition else None,
-            "checks": sorted(c.name for c in node.check_keys),
+            "checks": sorted(_check(graph.get_check_spec(c)) for c in node.check_keys),
             "pools": sorted(node.pools or []),
         }
     sensors = {

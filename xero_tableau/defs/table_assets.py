@@ -4,6 +4,10 @@ Both follow the raw assets by declarative automation: when a raw day partition o
 snapshot of a tenant changes, that tenant's tables are rebuilt from every raw partition of the
 tenant (``xero_tableau.tenant_tables``), then its extracts are written and published
 (``xero_tableau.tenant_publish``).
+
+The checks of ``transform.checks.TABLE_CHECKS`` of ERROR severity are blocking and per tenant: one
+that fails fails the tables' step, so a run that also holds the extracts skips them, and the
+extracts' automation waits until they pass (``all_deps_blocking_checks_passed``).
 """
 
 import dagster as dg
@@ -16,8 +20,12 @@ from xero_tableau.previews import markdown_preview
 from xero_tableau.store import db, lake
 from xero_tableau.tableau.hyper import HyperWriter
 from xero_tableau.tenant_publish import TenantPublish, publish_tenant
-from xero_tableau.tenant_tables import MissingOrganisation, build_tenant_tables
-from xero_tableau.transform.checks import CheckOutcome, checks_for
+from xero_tableau.tenant_tables import (
+    MissingOrganisation,
+    blocking_failures,
+    build_tenant_tables,
+)
+from xero_tableau.transform.checks import ERROR, CheckOutcome, TableCheck, checks_for
 from xero_tableau.transform.schema import TABLES
 
 TABLE_KEYS = {name: dg.AssetKey(table_path(name)) for name in TABLES}
@@ -50,21 +58,25 @@ _UPDATED_SINCE_REQUESTED = (
 FOLLOW_RAW = (_UPDATED_SINCE_REQUESTED & ~dg.AutomationCondition.in_progress()).with_label(
     "follow raw"
 )
-# The extracts follow the tables once none of them is missing or being rebuilt.
+# The extracts follow the tables once none of them is missing or being rebuilt, and only while
+# every blocking check of the tenant's tables passed (or is about to run in the same run as the
+# extracts: a failure there then skips the extracts' step).
 FOLLOW_TABLES = (
     _UPDATED_SINCE_REQUESTED
     & ~dg.AutomationCondition.any_deps_missing()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-).with_label("follow tables")
+    & dg.AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("follow checked tables")
+SEVERITY = {ERROR: dg.AssetCheckSeverity.ERROR}
 
 
-def _result(key: dg.AssetKey, name: str, outcome: CheckOutcome) -> dg.AssetCheckResult:
+def _result(key: dg.AssetKey, check: TableCheck, outcome: CheckOutcome) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=key,
-        check_name=name,
+        check_name=check.name,
         passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=SEVERITY.get(check.severity, dg.AssetCheckSeverity.WARN),
         description=outcome.description,
         metadata={"failures": outcome.failures, "offending": dg.MetadataValue.json(outcome.sample)},
     )
@@ -84,7 +96,13 @@ def _result(key: dg.AssetKey, name: str, outcome: CheckOutcome) -> dg.AssetCheck
         for name, key in TABLE_KEYS.items()
     ],
     check_specs=[
-        dg.AssetCheckSpec(check.name, asset=key, description=check.description)
+        dg.AssetCheckSpec(
+            check.name,
+            asset=key,
+            description=f"{check.description} ({check.severity})",
+            blocking=check.blocking,
+            partitions_def=xero_tenants,  # a tenant's failure gates that tenant's extracts only
+        )
         for name, key in TABLE_KEYS.items()
         for check in checks_for(name)
     ],
@@ -92,10 +110,14 @@ def _result(key: dg.AssetKey, name: str, outcome: CheckOutcome) -> dg.AssetCheck
 )
 def xero_tables(context: dg.AssetExecutionContext, state: StateResource):
     """Rebuild every fact and dimension of one tenant from its raw partitions."""
+    settings = state.settings()
+    engine = db.connect(settings.database_url)
     try:
-        built = build_tenant_tables(state.lake_dir, context.partition_key)
+        built = build_tenant_tables(settings.lake_dir, context.partition_key, engine)
     except MissingOrganisation as exc:
         raise dg.Failure(str(exc)) from exc
+    finally:
+        engine.dispose()
     for table in built.tables:
         key = TABLE_KEYS[table.name]
         metadata: dict = {
@@ -123,7 +145,7 @@ def xero_tables(context: dg.AssetExecutionContext, state: StateResource):
             )
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)
         for check, outcome in table.checks:
-            yield _result(key, check.name, outcome)
+            yield _result(key, check, outcome)
 
 
 @dg.asset(
@@ -134,13 +156,23 @@ def xero_tables(context: dg.AssetExecutionContext, state: StateResource):
     deps=list(TABLE_KEYS.values()),
     automation_condition=FOLLOW_TABLES,
     description="One .hyper per published table in XT_HOME/hyper/<tenant>/, published to the "
-    "tenant's Tableau site when TABLEAU_SERVER_URL is set (replace or incremental).",
+    "tenant's Tableau site when TABLEAU_SERVER_URL is set (replace or incremental); never while "
+    "an ERROR data check of the tenant's tables fails.",
 )
 def tableau_extracts(
     context: dg.AssetExecutionContext, tableau: TableauResource
 ) -> dg.MaterializeResult:
     tenant_id = context.partition_key
     settings = tableau.settings()
+    blocked = blocking_failures(settings.lake_dir, tenant_id)
+    if blocked:
+        # A run of the extracts alone (manual, backfill) still never publishes failed tables.
+        raise dg.Failure(
+            description=f"not published: {len(blocked)} ERROR data check(s) failed on the "
+            "tenant's tables:\n" + "\n".join(str(f) for f in blocked),
+            metadata={"failed_checks": dg.MetadataValue.json([str(f) for f in blocked])},
+            allow_retries=False,
+        )
     source = lake.tenant_dir(settings.lake_dir, tenant_id) / "tables"
     target = settings.hyper_dir / tenant_id
     rows: dict[str, int] = {}

@@ -242,3 +242,20 @@ tableau_published_documents = sa.Table(
     sa.UniqueConstraint("batch_id", "document_id", name="uq_tableau_published_documents"),
     sa.Index("ix_tableau_published_documents_document", "document_id"),
 )
+
+# Tracking slots (``xero_tableau.store.tracking_slots``): which tracking1_*/tracking2_* columns a
+# tenant's tracking category fills. Given once, the first time the category is seen, and kept for
+# good (renamed, archived or deleted): a slot number is never given to another category, so a
+# published column means the same category across all history. Slots 1 and 2 have columns; a
+# category seen once both were taken gets 3 or more (none). ``category_name`` is its name when the
+# slot was given, for people reading this table; the published names are the current ones.
+xero_tracking_slots = sa.Table(
+    "xero_tracking_slots",
+    metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("category_id", sa.String(64), primary_key=True),
+    sa.Column("slot", sa.Integer, nullable=False),
+    sa.Column("category_name", sa.String(255), nullable=True),
+    sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("tenant_id", "slot", name="uq_xero_tracking_slots_slot"),
+)

@@ -1,14 +1,16 @@
 """Data checks on the normalized tables: pure functions, and :data:`TABLE_CHECKS`, the one list of
-which check runs on which table (the asset checks are declared from it and run from it).
+which check runs on which table and how severe its failure is (the asset checks are declared from
+it and run from it).
 
 Each returns a ``CheckOutcome`` with the offending ids (a sample), so a failure in the UI says
-which documents to look at, not just that something is off.
+which documents to look at, not just that something is off. An ``ERROR`` check that fails blocks
+the tenant's publish (a wrong number must not reach Tableau); a ``WARN`` check only reports.
 """
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as _compute
@@ -19,6 +21,13 @@ from xero_tableau.transform.schema import TABLES
 pc: Any = _compute
 
 SAMPLE = 20
+
+Severity = Literal["ERROR", "WARN"]
+ERROR: Severity = "ERROR"
+"""A wrong number (duplicated or foreign rows, money that does not add up, lines on no account):
+the tenant's tables are not published until it passes."""
+WARN: Severity = "WARN"
+"""Every amount is right, a label or a slice is incomplete: reported, published anyway."""
 
 # fact table -> (record id column, raw entity whose documents carry SubTotal)
 SUBTOTAL_FACTS = {
@@ -86,6 +95,21 @@ def known_tracking_options(table_name: str, table: pa.Table) -> CheckOutcome:
     return _outcome(bad, "every tracking option is known", "{n} unknown tracking option use(s)")
 
 
+def tracking_categories_in_columns(table: pa.Table) -> CheckOutcome:
+    """Categories of dim_tracking_options whose slot has no columns in the facts (slot 3 and up:
+    a category created once both columns were taken); their options are on no fact row."""
+    beyond = table.filter(pc.fill_null(pc.greater(table["slot"], 2), True))
+    seen: dict[str, str] = {}
+    for row in beyond.select(["category_id", "category_name", "slot"]).to_pylist():
+        seen.setdefault(row["category_id"], f"{row['category_name']} (slot {row['slot']})")
+    bad = [seen[k] for k in sorted(seen)]
+    return _outcome(
+        bad,
+        "every tracking category has its tracking1/tracking2 columns",
+        "{n} tracking category/categories without tracking1/tracking2 columns",
+    )
+
+
 def lines_sum_to_subtotal(table_name: str, table: pa.Table, documents: pa.Table) -> CheckOutcome:
     """sum(net_amount) of each document's lines equals the document's SubTotal (latest version)."""
     record, _entity = SUBTOTAL_FACTS[table_name]
@@ -138,8 +162,14 @@ class TableCheck:
     description: str
     applies_to: Callable[[str], bool]
     run: Callable[[str, pa.Table, CheckInputs], CheckOutcome]
+    severity: Severity
+    """ERROR blocks the tenant's publish when the check fails; WARN only reports."""
     columns: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """Raw document columns the check reads, per entity (beyond what normalize reads)."""
+
+    @property
+    def blocking(self) -> bool:
+        return self.severity == ERROR
 
 
 def _is_fact(name: str) -> bool:
@@ -168,30 +198,42 @@ TABLE_CHECKS: list[TableCheck] = [
         "Keys are unique.",
         lambda _name: True,
         lambda name, table, _inputs: unique_keys(name, table),
+        ERROR,
     ),
     TableCheck(
         "single_tenant",
         "No row of another tenant.",
         lambda _name: True,
         lambda name, table, inputs: single_tenant(name, table, inputs.tenant_id),
+        ERROR,
     ),
     TableCheck(
         "known_accounts",
         "Every account code is in the chart.",
         _has_accounts,
         lambda name, table, _inputs: known_accounts(name, table),
+        ERROR,
     ),
     TableCheck(
         "known_tracking_options",
         "Every tracking option is one of the tenant's.",
         _has_tracking,
         lambda name, table, _inputs: known_tracking_options(name, table),
+        WARN,
+    ),
+    TableCheck(
+        "tracking_categories_in_columns",
+        "Every tracking category has tracking1/tracking2 columns in the facts.",
+        lambda name: name == "dim_tracking_options",
+        lambda _name, table, _inputs: tracking_categories_in_columns(table),
+        WARN,
     ),
     TableCheck(
         "lines_sum_to_subtotal",
         "Each document's lines sum to its SubTotal.",
         lambda name: name in SUBTOTAL_FACTS,
         _subtotal_documents,
+        ERROR,
         columns={entity: ["sub_total"] for _record, entity in SUBTOTAL_FACTS.values()},
     ),
     TableCheck(
@@ -199,9 +241,11 @@ TABLE_CHECKS: list[TableCheck] = [
         "Each manual journal's lines sum to zero.",
         lambda name: name == "fct_manual_journal_lines",
         lambda _name, table, _inputs: journals_balance(table),
+        ERROR,
     ),
 ]
-"""Every data check, each ERROR severity; a table gets the checks whose ``applies_to`` holds."""
+"""Every data check with its severity; a table gets the checks whose ``applies_to`` holds. Why each
+severity is what it is: docs/operations.md, "Data checks"."""
 
 
 def checks_for(table_name: str) -> list[TableCheck]:

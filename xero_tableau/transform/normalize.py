@@ -10,7 +10,7 @@ This package must never import dagster.
 """
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -28,7 +28,14 @@ from xero_tableau.xero.models import Account, Organisation, TrackingCategory
 # pyarrow.compute builds its kernels at import time, so type checkers cannot see them.
 pc: Any = pa_compute
 
-__all__ = ["FACT_SOURCES", "NORMALIZE_COLUMNS", "Reference", "normalize", "tracking_slots"]
+__all__ = [
+    "FACT_SOURCES",
+    "NORMALIZE_COLUMNS",
+    "Reference",
+    "line_tracking_categories",
+    "normalize",
+    "tracking_slots",
+]
 
 FACT_SOURCES: dict[str, str] = {
     e.published_table: e.endpoint for e in TRANSACTIONAL if e.published_table
@@ -363,18 +370,54 @@ def _assemble(spec: TableSpec, columns: Mapping[str, Any], n: int) -> pa.Table:
 # --- reference dimensions -------------------------------------------------------------------------
 
 
-def tracking_slots(categories: Sequence[TrackingCategory]) -> dict[str, int]:
-    """Category id -> slot (1 or 2): ACTIVE categories first, then by name (case-insensitive),
-    then id; only the first two get a slot. Stable as long as the categories are."""
-    ordered = sorted(
-        categories,
-        key=lambda c: (
-            c.status not in (None, "ACTIVE"),
-            (c.name or "").casefold(),
-            c.tracking_category_id,
-        ),
-    )
-    return {c.tracking_category_id: slot for slot, c in enumerate(ordered[:2], start=1)}
+def tracking_slots(
+    categories: Sequence[TrackingCategory],
+    assigned: Mapping[str, int] | None = None,
+    on_lines: Iterable[str | None] = (),
+) -> dict[str, int]:
+    """Category id -> its slot (1, 2, 3 ...), kept for good once given.
+
+    ``assigned`` are the slots given before (the tenant's persisted map): each stays with its
+    category whatever became of it (renamed, archived, deleted), and its number is never given
+    to another. A category seen for the first time, in ``categories`` (what Xero lists) or only
+    in ``on_lines`` (ids on raw lines Xero no longer lists), takes the lowest slot no category
+    ever held; among several new ones the listed come first (ACTIVE first, then by name,
+    case-insensitive, then id), then the line-only ones by id. Slots 1 and 2 are the facts'
+    tracking1_*/tracking2_* columns; a category with a higher slot has none."""
+    slots = dict(assigned or {})
+    listed = {c.tracking_category_id: c for c in categories}
+    new = [
+        c.tracking_category_id
+        for c in sorted(
+            (c for c in listed.values() if c.tracking_category_id not in slots),
+            key=lambda c: (
+                c.status not in (None, "ACTIVE"),
+                (c.name or "").casefold(),
+                c.tracking_category_id,
+            ),
+        )
+    ]
+    new += sorted({cid for cid in on_lines if cid and cid not in slots and cid not in listed})
+    taken = set(slots.values())
+    slot = 1
+    for category_id in new:
+        while slot in taken:
+            slot += 1
+        slots[category_id] = slot
+        taken.add(slot)
+    return slots
+
+
+def line_tracking_categories(raw: Mapping[str, tuple[pa.Table, pa.Table | None]]) -> list[str]:
+    """Every tracking category id on the raw lines of ``raw`` (any version), sorted."""
+    found: set[str] = set()
+    for _documents, lines in raw.values():
+        if lines is None:
+            continue
+        for name in ("tracking_a_category_id", "tracking_b_category_id"):
+            if name in lines.column_names:
+                found.update(v for v in pc.unique(lines.column(name)).to_pylist() if v)
+    return sorted(found)
 
 
 @dataclass
@@ -388,7 +431,7 @@ class _Context:
     options: pa.Table  # dim_tracking_options
     category_ids: pa.Array  # every known category id
     category_names: pa.Array
-    slots: dict[str, int]  # category id -> slot 1 or 2
+    slots: dict[str, int]  # category id -> slot (1 and 2 have columns)
     contacts: pa.Table  # dim_contacts
 
 
@@ -620,7 +663,7 @@ def _codes(
 
 def _tracking_columns(ctx: _Context, lines: pa.Table) -> dict[str, Any]:
     """tracking1_*/tracking2_*: each of a line's (up to two) elements goes to its category's
-    slot; an element of an unslotted or unknown category takes the slot the line leaves free.
+    slot; an element of a category whose slot is 3 or more (or unknown) is on no column.
 
     Works on integer codes into the (small) category and option dictionaries; the strings are
     only materialised once per output column, by a gather from those dictionaries."""
@@ -634,18 +677,16 @@ def _tracking_columns(ctx: _Context, lines: pa.Table) -> dict[str, Any]:
     )
     if not ((cat_a >= 0) | (opt_a >= 0) | (cat_b >= 0) | (opt_b >= 0)).any():
         return {}
-    known_slots = {cid: slot - 1 for cid, slot in ctx.slots.items()}
-    # slot (0, 1, or -1) of every category key, plus -1 at the end for code -1 (no category)
+    columns = {cid: slot - 1 for cid, slot in ctx.slots.items() if slot in (1, 2)}
+    # column (0, 1, or -1: none) of every category key, plus -1 at the end for code -1
     slot_of = np.array(
-        [known_slots.get(cid, -1) for cid in cat_keys.to_pylist()] + [-1], dtype=np.int64
+        [columns.get(cid, -1) for cid in cat_keys.to_pylist()] + [-1], dtype=np.int64
     )
     has_a, has_b = (cat_a >= 0) | (opt_a >= 0), (cat_b >= 0) | (opt_b >= 0)
-    slot_a, slot_b = slot_of[cat_a], slot_of[cat_b]
-    # an element without a slot of its own takes the other one
-    slot_a = np.where(has_a & (slot_a < 0), np.where(slot_b == 0, 1, 0), slot_a)
-    slot_b = np.where(has_b & (slot_b < 0), np.where(slot_a == 0, 1, 0), slot_b)
-    slot_a = np.where(has_a, slot_a, -1)
-    slot_b = np.where(has_b & (slot_b != slot_a), slot_b, -1)
+    # an element goes to its category's columns or nowhere: a slot never holds another category
+    slot_a = np.where(has_a, slot_of[cat_a], -1)
+    slot_b = np.where(has_b, slot_of[cat_b], -1)
+    slot_b = np.where(slot_b != slot_a, slot_b, -1)
 
     cat_names = _take(ctx.category_names, _lookup(cat_keys, ctx.category_ids))
     option_names = ctx.options.column("option_name").combine_chunks()
@@ -1008,19 +1049,21 @@ def normalize(
     tenant_id: str,
     raw: Mapping[str, tuple[pa.Table, pa.Table | None]],
     reference: Reference,
+    slots: Mapping[str, int] | None = None,
 ) -> dict[str, pa.Table]:
     """All published tables of one tenant, keyed by table name, each exactly in its schema.
 
     ``raw`` maps a transactional entity ("Invoices", ...) to ``(documents, lines)`` as returned
     by :func:`xero_tableau.raw_lake.read_entity` (entities absent from it give empty
-    tables). ``reference`` carries the organisation, accounts and tracking categories.
+    tables). ``reference`` carries the organisation, accounts and tracking categories; ``slots``
+    the tenant's tracking slots given so far (:func:`tracking_slots`; the caller persists them).
     Raises ValueError when the organisation has no usable time zone (dates would shift).
     """
     organisation = Organisation.model_validate(dict(reference.organisation))
     zone = organisation.zone().key
     accounts = parse_records("Accounts", list(reference.accounts)).records
     categories = parse_records("TrackingCategories", list(reference.tracking_categories)).records
-    slots = tracking_slots(categories)
+    slots = tracking_slots(categories, slots, line_tracking_categories(raw))
     options = _dim_tracking(tenant_id, categories, slots)
 
     contacts_raw = _raw_of(raw, "Contacts")

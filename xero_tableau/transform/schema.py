@@ -665,8 +665,8 @@ _DIM_TRACKING_OPTIONS = TableSpec(
         _c(
             "slot",
             INT,
-            "Tracking slot (1 or 2) of the category in the facts' tracking1_*/tracking2_* "
-            "columns; null for a category beyond the first two (see slot rule).",
+            "Tracking slot of the category, given once and kept: 1 and 2 are the facts' "
+            "tracking1_*/tracking2_* columns, 3 and up have no columns (see slot rule).",
         ),
     ],
     key=("tenant_id", "option_id"),
@@ -771,13 +771,21 @@ RULES: list[tuple[str, str]] = [
     ),
     (
         "Tracking slots",
-        "A line has up to two tracking elements (category + option). The tenant's tracking "
-        "categories are ordered by status (ACTIVE first) and then by name (case-insensitive, "
-        "then id); the first is slot 1 and the second slot 2, so each category always lands in "
-        "the same columns (tracking1_* / tracking2_*), whatever order Xero lists a line's "
-        "elements in. An element of any other category (a third, or one Xero no longer returns) "
-        "takes the slot the line leaves free. Names come from dim_tracking_options (current "
-        "names; an unknown id leaves the name null).",
+        "A line has up to two tracking elements (category + option); Xero allows two active "
+        "tracking categories. Each category of a tenant is given a slot once, the first time it "
+        "is seen (listed by Xero, or on a line), and keeps it for good: renamed, archived, "
+        "restored or deleted, its options stay in the same columns across all history "
+        "(tracking1_* for slot 1, tracking2_* for slot 2), whatever order Xero lists a line's "
+        "elements in. A new category takes the lowest slot no category ever held; several new "
+        "at once are ordered ACTIVE first, then by name (case-insensitive, then id), then the "
+        "ids seen only on lines. A slot is never given to another category, not even after a "
+        "deletion: a category created once slots 1 and 2 are taken (say after one of the first "
+        "two was archived or deleted) gets slot 3 or more, which has no columns, so its "
+        "elements are on no fact row (dim_tracking_options lists it with its slot and the "
+        "tracking_categories_in_columns check warns). The slots are kept in the state DB "
+        "(table xero_tracking_slots), so every sync path and a rebuild from scratch give the "
+        "same columns. Names come from dim_tracking_options (current names; an unknown id "
+        "leaves the name null).",
     ),
     (
         "Dates",
