@@ -48,6 +48,7 @@ class TenantSummary:
     calls: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
+    dq_notes: int = 0
     failed_checks: list[str] = field(default_factory=list)
     published: list[dict] = field(default_factory=list)  # Tableau jobs, when publishing
     tableau_site: str = ""
@@ -160,6 +161,7 @@ def sync_all(
                 key = "/".join(evaluation.asset_key.path)
                 summary.failed_checks.append(f"{key}:{evaluation.check_name}")
         summary.quarantined = len(raw_lake.quarantined(settings.lake_dir, tenant.tenant_id))
+        summary.dq_notes = len(raw_lake.dq_notes(settings.lake_dir, tenant.tenant_id))
         summaries.append(summary)
     return summaries
 
@@ -176,6 +178,7 @@ def print_summary(
         say("  " + f"{table:<28}" + "".join(f"{s.rows.get(table, 0):>24,}" for s in summaries))
     say("  " + f"{'Xero API calls':<28}" + "".join(f"{s.calls:>24,}" for s in summaries))
     say("  " + f"{'quarantined records':<28}" + "".join(f"{s.quarantined:>24,}" for s in summaries))
+    say("  " + f"{'data-quality notes':<28}" + "".join(f"{s.dq_notes:>24,}" for s in summaries))
     for summary in summaries:
         if summary.failed_checks:
             say(f"  failed checks for {summary.name}: {', '.join(summary.failed_checks)}")

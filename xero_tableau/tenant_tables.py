@@ -46,6 +46,7 @@ class TenantTables:
     built_at: str
     tables: list[BuiltTable] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+    dq_notes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _columns() -> dict[str, tuple[list[str], list[str] | None]]:
@@ -86,6 +87,7 @@ def build_tenant_tables(lake_dir: Path, tenant_id: str) -> TenantTables:
         tenant_id,
         datetime.now(UTC).isoformat(),
         quarantined=raw_lake.quarantined(lake_dir, tenant_id),
+        dq_notes=raw_lake.dq_notes(lake_dir, tenant_id),
     )
     for name, table in tables.items():
         path = out_dir / f"{name}.parquet"
