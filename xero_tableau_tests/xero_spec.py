@@ -23,6 +23,10 @@ once per (spec, mode) into JSON Schema 2020-12 and validated with ``jsonschema``
   companion fields in :data:`XERO_UNDECLARED_PROPERTIES` that Xero's own examples show
   (``DateString``...). Their types are checked too. ``extras=False`` = the bare spec.
 
+Requests are checked too, for their headers: :func:`request_header_errors` validates the header
+parameters an operation declares (required ones present, ``format: date-time`` strictly as RFC
+3339 with its offset, ``format: uuid``).
+
 Typical use in tests::
 
     from xero_tableau_tests import xero_spec
