@@ -85,9 +85,14 @@ def test_sandbox_rounds_unit_amounts_to_2dp_unless_unitdp_4(
     for endpoint, record in chosen.items():
         spec = SANDBOX_ENTITIES[endpoint]
         record_id = record[spec.id_field]
-        for asked in ({}, {"unitdp": "4"}, {"unitdp": "2"}):
-            fine = spec.unit_dp and asked.get("unitdp") == "4"
-            listed = xero.all_records(endpoint, **asked)
+        for unitdp in (None, "4", "2"):
+            asked = {} if unitdp is None else {"unitdp": unitdp}
+            fine = spec.unit_dp and unitdp == "4"
+            listed = (
+                xero.all_records(endpoint)
+                if unitdp is None
+                else xero.all_records(endpoint, unitdp=unitdp)
+            )
             (served,) = [r for r in listed if r[spec.id_field] == record_id]
             (single,) = xero.ok(f"{endpoint}/{record_id}", params=asked)[endpoint]
             for answer in (served, single):
