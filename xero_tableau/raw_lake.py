@@ -2,9 +2,11 @@
 
 Under ``XT_HOME/lake``, ``tenant=<id>/raw/<entity_snake>/day=<YYYY-MM-DD>/`` holds every record
 whose current UpdatedDateUTC falls on that UTC day (documents and lines parquet, the raw JSON,
-quarantined records, a write id); ``tenant=<id>/reference/`` holds snapshot entities. A day folder
-is always replaced whole, atomically: readers never see it half-written. ``_compacted/`` is only
-a cache of all days, and deleting it is always safe. Money in the JSON stays ``Decimal``.
+quarantined records, data-quality notes, a write id); ``tenant=<id>/reference/`` holds snapshot
+entities. A day folder is always replaced whole, atomically: readers never see it half-written.
+Records whose UpdatedDateUTC names no day are quarantined in ``<entity_snake>/undated.json``.
+``_compacted/`` is only a cache of all days, and deleting it is always safe. Money in the JSON
+stays ``Decimal``.
 
 No dagster here.
 """
@@ -37,7 +39,7 @@ from xero_tableau.entities import REFERENCE, TRANSACTIONAL
 from xero_tableau.entities import entity as entity_spec
 from xero_tableau.store.lake import atomic_write_bytes, fsync_path, tenant_dir
 from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS, FlatBatch
-from xero_tableau.xero.models import RejectedRecord
+from xero_tableau.xero.models import DQNote, RejectedRecord
 
 # pyarrow.compute builds its kernels at import time, so type checkers cannot see them.
 pc: Any = pa_compute
@@ -47,6 +49,7 @@ __all__ = [
     "Columns",
     "compact_entity",
     "day_document_count",
+    "dq_notes",
     "entity_dir",
     "entity_snake",
     "partition_days",
@@ -56,6 +59,7 @@ __all__ = [
     "read_entity",
     "read_reference",
     "reference_path",
+    "update_undated",
     "write_day_partition",
     "write_reference",
 ]
@@ -67,6 +71,8 @@ DOCUMENTS_FILE = "documents.parquet"
 LINES_FILE = "lines.parquet"
 RECORDS_FILE = "records.json.gz"
 REJECTED_FILE = "rejected.json"
+DQ_NOTES_FILE = "dq_notes.json"
+UNDATED_FILE = "undated.json"
 WRITE_ID_FILE = "write_id"
 CACHE_DIR = "_compacted"
 CACHE_DOCUMENTS = "documents.arrow"
@@ -236,6 +242,13 @@ def _rejected_payload(rejected: list[RejectedRecord]) -> list[dict[str, Any]]:
     return [{"id": r.record_id, "reason": r.reason, "raw": r.raw} for r in rejected]
 
 
+def _notes_payload(notes: list[DQNote]) -> list[dict[str, Any]]:
+    return [
+        {"id": n.record_id, "field": n.field, "received": n.received, "read_as": str(n.read_as)}
+        for n in notes
+    ]
+
+
 def write_day_partition(
     lake: Path,
     tenant_id: str,
@@ -268,6 +281,8 @@ def write_day_partition(
         )
         if batch.rejected:
             _write_synced(built / REJECTED_FILE, _dumps(_rejected_payload(batch.rejected), 1))
+        if batch.notes:
+            _write_synced(built / DQ_NOTES_FILE, _dumps(_notes_payload(batch.notes), 1))
         _write_synced(built / WRITE_ID_FILE, uuid.uuid4().hex.encode())
         fsync_path(built)
         _replace_dir(built, target)
@@ -633,29 +648,96 @@ def compact_entity(lake: Path, tenant_id: str, entity: str) -> None:
 # --- quarantine ---------------------------------------------------------------------------------
 
 
-def quarantined(lake: Path, tenant_id: str) -> list[dict[str, Any]]:
-    """Every quarantined record of a tenant: dicts with entity, day, id, reason and raw."""
-    out: list[dict[str, Any]] = []
+def _day_files(lake: Path, tenant_id: str, file_name: str) -> list[tuple[str, str, Any]]:
+    """(entity, day, parsed JSON) of every day folder of a tenant that holds ``file_name``."""
+    found: list[tuple[str, str, Any]] = []
     raw_root = tenant_dir(lake, tenant_id) / "raw"
     for entity in (e.endpoint for e in TRANSACTIONAL):
         folder = raw_root / entity_snake(entity)
         for name in _day_names(folder):
-            path = folder / name / REJECTED_FILE
             try:
-                records = _loads(path.read_bytes())
+                found.append((entity, name[4:], _loads((folder / name / file_name).read_bytes())))
             except FileNotFoundError:
                 continue
-            for record in records:
-                out.append(
-                    {
-                        "entity": entity,
-                        "day": name[4:],
-                        "id": record.get("id"),
-                        "reason": record.get("reason"),
-                        "raw": record.get("raw"),
-                    }
-                )
+    return found
+
+
+def _undated_path(lake: Path, tenant_id: str, entity: str) -> Path:
+    return entity_dir(lake, tenant_id, entity) / UNDATED_FILE
+
+
+def _read_undated(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        return _loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+
+
+def _undated_key(record: RejectedRecord) -> str:
+    if record.record_id:
+        return record.record_id.lower()
+    return "sha256:" + hashlib.sha256(_dumps(record.raw)).hexdigest()
+
+
+def update_undated(
+    lake: Path,
+    tenant_id: str,
+    entity: str,
+    undated: list[RejectedRecord],
+    dated_ids: Sequence[str] = (),
+) -> None:
+    """Quarantine records whose UpdatedDateUTC names no day (they belong to no day partition),
+    one entry per record id, and release the ids in ``dated_ids``: records read since with a
+    day of their own. The file goes when it would be empty."""
+    path = _undated_path(lake, tenant_id, entity)
+    if not undated and not path.exists():
+        return
+    entries = _read_undated(path)
+    before = dict(entries)
+    for record_id in dated_ids:
+        entries.pop(str(record_id).lower(), None)
+    for record in undated:
+        entries[_undated_key(record)] = {
+            "id": record.record_id,
+            "reason": record.reason,
+            "raw": record.raw,
+        }
+    if entries == before and path.exists():
+        return
+    if entries:
+        atomic_write_bytes(path, _dumps(entries, 1))
+    else:
+        path.unlink(missing_ok=True)
+
+
+def quarantined(lake: Path, tenant_id: str) -> list[dict[str, Any]]:
+    """Every quarantined record of a tenant: dicts with entity, day, id, reason and raw (day is
+    None for a record whose UpdatedDateUTC names no day)."""
+    out: list[dict[str, Any]] = [
+        {
+            "entity": entity,
+            "day": day,
+            "id": record.get("id"),
+            "reason": record.get("reason"),
+            "raw": record.get("raw"),
+        }
+        for entity, day, records in _day_files(lake, tenant_id, REJECTED_FILE)
+        for record in records
+    ]
+    for entity in (e.endpoint for e in TRANSACTIONAL):
+        for record in _read_undated(_undated_path(lake, tenant_id, entity)).values():
+            out.append({"entity": entity, "day": None, **record})
     return out
+
+
+def dq_notes(lake: Path, tenant_id: str) -> list[dict[str, Any]]:
+    """Every data-quality note on a tenant's records as they are now in the lake: dicts with
+    entity, day, id, field, received and read_as (an amount read through float noise)."""
+    return [
+        {"entity": entity, "day": day, **note}
+        for entity, day, notes in _day_files(lake, tenant_id, DQ_NOTES_FILE)
+        for note in notes
+    ]
 
 
 # --- reference snapshots ----------------------------------------------------------------------

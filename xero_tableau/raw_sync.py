@@ -4,7 +4,9 @@
 partitions (``xero_tableau.raw_lake``) keyed by each record's current ``UpdatedDateUTC``:
 :func:`read_window_into_lake` replaces each day of a window whole, and
 :func:`read_ids_into_lake` merges the changed records by id into their current day, leaving the
-rest of that day as it was.
+rest of that day as it was. A record whose ``UpdatedDateUTC`` names no day is quarantined in the
+entity's ``undated.json`` while the rest of its page goes on; an amount read through float noise
+is counted as a data-quality note (``ReadTotals.dq_notes``, kept beside the day in the lake).
 """
 
 from collections import defaultdict
@@ -23,9 +25,11 @@ from xero_tableau.store.event_queue import EventQueue
 from xero_tableau.transform.raw import flatten
 from xero_tableau.webhooks.planner import choose_read
 from xero_tableau.xero.client import XeroClient, updated_ms
+from xero_tableau.xero.models import RejectedRecord
 from xero_tableau.xero_connection import XeroConnection
 
 PREVIEW_ROWS = 5
+NOTES_PREVIEW = 20  # data-quality notes shown in a run's metadata (all are counted)
 # After a run that rewrote more day partitions than this (a backfill, the sweep), refresh the
 # entity's compacted copy so normalize reads one file instead of every day folder.
 COMPACT_AFTER = 8
@@ -40,18 +44,57 @@ class ReadTotals:
     records: int = 0
     lines: int = 0
     rejected: int = 0
+    undated: int = 0
     partitions: int = 0
     emptied: int = 0
+    dq_notes: int = 0
     preview: list[dict[str, Any]] = field(default_factory=list)
+    notes_preview: list[dict[str, Any]] = field(default_factory=list)
 
 
 def day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def record_day(record: dict[str, Any]) -> date:
-    """The UTC day of a record's ``UpdatedDateUTC``: the partition it belongs to."""
-    return datetime.fromtimestamp(updated_ms(record) / 1000, UTC).date()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def record_day(record: dict[str, Any]) -> date | None:
+    """The UTC day of a record's ``UpdatedDateUTC``: the partition it belongs to; None when it
+    names no day (missing, unreadable, out of range): such a record is quarantined."""
+    try:
+        return (_EPOCH + timedelta(milliseconds=updated_ms(record))).date()
+    except (ValueError, OverflowError):
+        return None
+
+
+def _quarantine_undated(
+    lake: Path,
+    tenant_id: str,
+    endpoint: str,
+    undated: list[Any],
+    dated_ids: list[str],
+    totals: ReadTotals,
+    warn: Callable[[str], None],
+) -> None:
+    """Quarantine the records of a read that name no day, with the model's reason when it has
+    one; release the ids that came back with a day."""
+    spec = transactional(endpoint)
+    parsed = spec.parse(undated)
+    refused = {id(bad.raw) for bad in parsed.rejected}
+    rejected = list(parsed.rejected)
+    for record in undated:
+        if isinstance(record, dict) and id(record) not in refused:
+            value = record.get("UpdatedDateUTC")
+            found = record.get(spec.id_field)
+            record_id = None if found is None else str(found)
+            reason = f"UpdatedDateUTC: {value!r} names no UTC day"
+            rejected.append(RejectedRecord(record_id, reason, record))
+    raw_lake.update_undated(lake, tenant_id, endpoint, rejected, dated_ids)
+    totals.rejected += len(rejected)
+    totals.undated += len(rejected)
+    for bad in rejected:
+        warn(f"quarantined {endpoint} {bad.record_id} (no day): {bad.reason}")
 
 
 def _write(
@@ -74,8 +117,11 @@ def _write(
     totals.records += batch.documents.num_rows
     totals.lines += batch.lines.num_rows if batch.lines is not None else 0
     totals.rejected += len(batch.rejected)
+    totals.dq_notes += len(batch.notes)
     for bad in batch.rejected:
         warn(f"quarantined {endpoint} {bad.record_id} ({day}): {bad.reason}")
+    for note in batch.notes[: max(0, NOTES_PREVIEW - len(totals.notes_preview))]:
+        totals.notes_preview.append({"day": str(day), "id": note.record_id, "note": note.text})
     if len(totals.preview) < PREVIEW_ROWS and batch.documents.num_rows:
         totals.preview.extend(batch.documents.slice(0, PREVIEW_ROWS).to_pylist())
         del totals.preview[PREVIEW_ROWS:]
@@ -96,14 +142,22 @@ def read_window_into_lake(
     """Read ``days[0] .. days[-1]`` with one paged window query and replace each of ``days``."""
     start, end = day_start(days[0]), day_start(days[-1]) + timedelta(days=1)
     fetched_at = datetime.now(UTC)
+    spec = transactional(endpoint)
     by_day: dict[date, list[dict[str, Any]]] = defaultdict(list)
-    for page in client.read_window(transactional(endpoint), tenant_id, start, end):
+    undated: list[Any] = []
+    for page in client.read_window(spec, tenant_id, start, end):
         for record in page:
-            by_day[record_day(record)].append(record)
+            day = record_day(record)
+            if day is None:
+                undated.append(record)
+            else:
+                by_day[day].append(record)
         log(f"{sum(map(len, by_day.values()))} {endpoint} read so far")
     for day in days:
         records = by_day.get(day, [])
         _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit)
+    dated = [str(r.get(spec.id_field)) for records in by_day.values() for r in records]
+    _quarantine_undated(lake, tenant_id, endpoint, undated, dated, totals, warn)
 
 
 def read_ids_into_lake(
@@ -122,8 +176,13 @@ def read_ids_into_lake(
     spec = transactional(endpoint)
     id_field = spec.id_field
     fresh: dict[date, dict[str, dict[str, Any]]] = defaultdict(dict)
+    undated: list[Any] = []
     for record in client.read_ids(spec, tenant_id, ids):
-        fresh[record_day(record)][str(record[id_field]).lower()] = record
+        day = record_day(record)
+        if day is None:
+            undated.append(record)
+        else:
+            fresh[day][str(record.get(id_field)).lower()] = record
     for day, changed in sorted(fresh.items()):
         kept = [
             r
@@ -132,6 +191,8 @@ def read_ids_into_lake(
         ]
         records = kept + list(changed.values())
         _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit)
+    dated = [record_id for changed in fresh.values() for record_id in changed]
+    _quarantine_undated(lake, tenant_id, endpoint, undated, dated, totals, warn)
     return sorted(fresh)
 
 

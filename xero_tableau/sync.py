@@ -53,6 +53,7 @@ class TenantSummary:
     calls: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
+    dq_notes: int = 0
     failed_checks: list[FailedCheck] = field(default_factory=list)
     published: list[dict] = field(default_factory=list)  # Tableau jobs, when publishing
     tableau_site: str = ""
@@ -212,6 +213,7 @@ def sync_all(
                 site = metadata["tableau/site"].value
                 summary.tableau_site = f"{site or 'Default'}/{metadata['tableau/project'].value}"
         summary.quarantined = len(raw_lake.quarantined(settings.lake_dir, tenant.tenant_id))
+        summary.dq_notes = len(raw_lake.dq_notes(settings.lake_dir, tenant.tenant_id))
         summaries.append(summary)
     return summaries
 
@@ -228,6 +230,7 @@ def print_summary(
         say("  " + f"{table:<28}" + "".join(f"{s.rows.get(table, 0):>24,}" for s in summaries))
     say("  " + f"{'Xero API calls':<28}" + "".join(f"{s.calls:>24,}" for s in summaries))
     say("  " + f"{'quarantined records':<28}" + "".join(f"{s.quarantined:>24,}" for s in summaries))
+    say("  " + f"{'data-quality notes':<28}" + "".join(f"{s.dq_notes:>24,}" for s in summaries))
     for summary in summaries:
         if summary.blocking:
             say(

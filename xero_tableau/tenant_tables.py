@@ -69,6 +69,7 @@ class TenantTables:
     built_at: str
     tables: list[BuiltTable] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+    dq_notes: list[dict[str, Any]] = field(default_factory=list)
     tracking_slots: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -124,6 +125,7 @@ def build_tenant_tables(lake_dir: Path, tenant_id: str, engine: Engine) -> Tenan
         tenant_id,
         datetime.now(UTC).isoformat(),
         quarantined=raw_lake.quarantined(lake_dir, tenant_id),
+        dq_notes=raw_lake.dq_notes(lake_dir, tenant_id),
         tracking_slots=slots,
     )
     for name, table in tables.items():

@@ -220,7 +220,7 @@ def test_create_invoice(env: Env, kind: str) -> None:
     assert before <= updated <= after  # stamped with the sandbox's now
     stamp = datetime.fromtimestamp(updated / 1000, UTC)
     assert invoice["UpdatedDateUTCString"] == stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
-    since = {"If-Modified-Since": stamp.strftime("%Y-%m-%dT%H:%M:%S")}
+    since = {"If-Modified-Since": stamp.strftime("%Y-%m-%dT%H:%M:%SZ")}
     changed = env.xero.all_records("Invoices", headers=since)
     assert created["InvoiceID"] in [r["InvoiceID"] for r in changed]
     if spec_available(ACCOUNTING):
@@ -373,7 +373,7 @@ def test_line_account_code_edit_leaves_updated_date_alone(env: Env) -> None:
     line = invoice["LineItems"][0]
     accounts = {a["Code"]: a["AccountID"] for a in env.xero.ok("Accounts")["Accounts"]}
     new_code = next(code for code in sorted(accounts) if code != line["AccountCode"])
-    watermark = datetime.fromtimestamp(env.now_ms() / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    watermark = datetime.fromtimestamp(env.now_ms() / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     events_before = len(env.events())
 
     path = f"Invoices/{invoice['InvoiceID']}/lines/{line['LineItemID']}/account-code"

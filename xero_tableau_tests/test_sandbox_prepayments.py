@@ -246,7 +246,7 @@ def test_paging_modified_since_where_and_order(
 
     instants = sorted(ms(r["UpdatedDateUTC"]) for r in records)
     second = instants[len(instants) // 2] // 1000
-    since = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    since = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     got = xero.all_records(endpoint, tenant, headers={"If-Modified-Since": since})
     expected = [record_id(r) for r in records if ms(r["UpdatedDateUTC"]) // 1000 >= second]
     assert 0 < len(expected) < len(records)

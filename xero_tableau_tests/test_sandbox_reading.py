@@ -25,7 +25,13 @@ from xero_tableau_tests.conftest import (
     connect,
     connect_sandbox,
 )
-from xero_tableau_tests.xero_spec import ACCOUNTING, assert_valid, skip_reason, spec_available
+from xero_tableau_tests.xero_spec import (
+    ACCOUNTING,
+    assert_valid,
+    request_header_errors,
+    skip_reason,
+    spec_available,
+)
 
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -204,24 +210,54 @@ def _modified_since_cut(records: list[dict]) -> tuple[datetime, set[str]]:
 @pytest.mark.parametrize(
     "form",
     [
-        lambda t: t.strftime("%Y-%m-%dT%H:%M:%S"),  # Xero's documented form, UTC
-        lambda t: t.isoformat(),  # +00:00
+        lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ"),  # what our client sends
+        lambda t: t.isoformat(),  # +00:00 (xero-python)
         lambda t: t.astimezone(timezone(timedelta(hours=-8))).isoformat(timespec="milliseconds"),
         lambda t: (t + timedelta(milliseconds=999)).isoformat(),  # same second, later ms
-        lambda t: format_datetime(t, usegmt=True),  # RFC 1123
+        lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.1234567Z"),  # .NET's 7 fraction digits
+        lambda t: t.strftime("%Y-%m-%dt%H:%M:%Sz"),  # RFC 3339 allows lower case
+        lambda t: format_datetime(t, usegmt=True),  # RFC 9110 HTTP-date
     ],
-    ids=["iso-naive", "iso-utc-offset", "iso-minus-8", "iso-late-fraction", "rfc1123"],
-)
+    ids=["iso-z", "iso-utc-offset", "iso-minus-8", "iso-late-fraction", "iso-7-digits",
+         "iso-lower-case", "http-date"],
+)  # fmt: skip
 def test_if_modified_since(
     xero: XeroConnection, invoices: list[dict], form: Callable[[datetime], str]
 ) -> None:
     cut, expected = _modified_since_cut(invoices)
-    got = xero.all_records("Invoices", headers={"If-Modified-Since": form(cut)})
+    header = form(cut)
+    if spec_available(ACCOUNTING) and "GMT" not in header:
+        sent = {"If-Modified-Since": header, "xero-tenant-id": xero.tenant_ids[0]}
+        assert request_header_errors("/Invoices", sent) == []
+    got = xero.all_records("Invoices", headers={"If-Modified-Since": header})
     assert sorted(ids(got)) == sorted(expected)
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "2026-12-01T10:00:00",  # no offset: Xero's prose form, not the spec's date-time
+        "2026-12-01",
+        "2026-12-01 10:00:00Z",
+        "2026-12-01T10:00Z",
+        "2026-12-01T10:00:00+0000",
+        "yesterday",
+        "2026-02-30T10:00:00Z",
+    ],
+)
+def test_if_modified_since_must_be_an_rfc3339_date_time(xero: XeroConnection, header: str) -> None:
+    response = xero.get("Invoices", params={"page": 1}, headers={"If-Modified-Since": header})
+    assert response.status_code == 400, header
+    body = response.json()
+    assert body["Type"] == "QueryParseException" and "If-Modified-Since" in body["Message"]
+    if spec_available(ACCOUNTING) and header != "2026-02-30T10:00:00Z":
+        assert request_header_errors("/Invoices", {"If-Modified-Since": header})
+    # an endpoint that ignores the header ignores a bad one too, as Xero does
+    assert xero.get("TrackingCategories", headers={"If-Modified-Since": header}).status_code == 200
+
+
 def test_if_modified_since_is_ignored_where_xero_ignores_it(xero: XeroConnection) -> None:
-    future = {"If-Modified-Since": "2999-01-01T00:00:00"}
+    future = {"If-Modified-Since": "2999-01-01T00:00:00Z"}
     everything = xero.ok("TrackingCategories")["TrackingCategories"]
     assert everything
     assert xero.ok("TrackingCategories", headers=future)["TrackingCategories"] == everything

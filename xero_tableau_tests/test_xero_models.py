@@ -316,12 +316,21 @@ def test_point_one_plus_point_two_is_point_three() -> None:
     assert 0.1 + 0.2 != 0.3  # what float would have done
 
 
-def test_float_noise_is_rejected_not_rounded() -> None:
+def test_float_noise_is_read_as_the_cent_value_with_a_note() -> None:
+    # Formerly the record was rejected; float noise is now the cent value it stands for, noted.
     result = parse_records("Invoices", [invoice_json(SubTotal=0.1 + 0.2)])
-    assert result.records == []
+    (invoice,) = result.records
+    assert invoice.sub_total == Decimal("0.30")
+    (note,) = result.notes
+    assert (note.record, note.field, note.received) == (0, "SubTotal", "0.30000000000000004")
+    assert "SubTotal" in note.text and "0.30000000000000004" in note.text
+
+
+def test_a_real_sub_cent_amount_is_still_rejected() -> None:
+    result = parse_records("Invoices", [invoice_json(SubTotal=10.005)])
+    assert result.records == [] and result.notes == []
     (rejected,) = result.rejected
-    assert "SubTotal" in rejected.reason
-    assert "0.30000000000000004" in rejected.reason
+    assert "SubTotal" in rejected.reason and "10.005" in rejected.reason
 
 
 def test_unit_amounts_keep_four_decimal_places() -> None:

@@ -23,6 +23,10 @@ once per (spec, mode) into JSON Schema 2020-12 and validated with ``jsonschema``
   companion fields in :data:`XERO_UNDECLARED_PROPERTIES` that Xero's own examples show
   (``DateString``...). Their types are checked too. ``extras=False`` = the bare spec.
 
+Requests are checked too, for their headers: :func:`request_header_errors` validates the header
+parameters an operation declares (required ones present, ``format: date-time`` strictly as RFC
+3339 with its offset, ``format: uuid``).
+
 Typical use in tests::
 
     from xero_tableau_tests import xero_spec
@@ -37,6 +41,7 @@ Typical use in tests::
 import copy
 import functools
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -588,6 +593,47 @@ def assert_valid(
 
 validate = assert_valid
 """Alias: ``validate(instance, "Invoices", spec=ACCOUNTING, strict=True)``."""
+
+
+RFC3339_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+"""RFC 3339 ``date-time`` as a request must send it: the offset is required (no leniency)."""
+
+
+def header_parameters(
+    path: str, method: str = "get", *, spec: str = ACCOUNTING
+) -> dict[str, dict[str, Any]]:
+    """The header parameters an operation declares (path-level and operation-level, ``$ref``s
+    resolved), by lower-case header name."""
+    document = load_spec(spec)
+    item = document["paths"][path]
+    declared: dict[str, dict[str, Any]] = {}
+    for raw in [*item.get("parameters", []), *item[method].get("parameters", [])]:
+        parameter = _resolve_pointer(document, raw["$ref"]) if "$ref" in raw else raw
+        if parameter.get("in") == "header":
+            declared[str(parameter["name"]).lower()] = parameter
+    return declared
+
+
+def request_header_errors(
+    path: str, headers: Mapping[str, str], method: str = "get", *, spec: str = ACCOUNTING
+) -> list[str]:
+    """What is wrong with a request's headers against the operation's declared header
+    parameters: a required one missing, or a value that is not its ``format`` (``date-time``
+    checked strictly as RFC 3339, ``uuid``). Undeclared headers are not checked."""
+    given = {name.lower(): value for name, value in headers.items()}
+    problems = []
+    for name, parameter in header_parameters(path, method, spec=spec).items():
+        value = given.get(name)
+        if value is None:
+            if parameter.get("required"):
+                problems.append(f"header {parameter['name']}: required but missing")
+            continue
+        fmt = parameter.get("schema", {}).get("format")
+        if fmt == "date-time" and not re.match(RFC3339_DATETIME_PATTERN, value):
+            problems.append(f"header {parameter['name']}: {value!r} is not an RFC 3339 date-time")
+        elif fmt == "uuid" and not re.match(UUID_PATTERN, value):
+            problems.append(f"header {parameter['name']}: {value!r} is not a UUID")
+    return problems
 
 
 def format_path(parts: Iterable[str | int]) -> str:

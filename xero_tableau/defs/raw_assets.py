@@ -65,6 +65,8 @@ def build_raw_asset(spec: XeroEntity) -> dg.AssetsDefinition:
                 "documents": totals.records,
                 "lines": totals.lines,
                 "quarantined": totals.rejected,
+                "dq_notes": totals.dq_notes,
+                "dq_notes_preview": dg.MetadataValue.json(totals.notes_preview),
                 "partitions_written": totals.partitions,
                 "partitions_empty": totals.emptied,
                 "window": "\n".join(run.windows),

@@ -143,6 +143,7 @@ def xero_tables(context: dg.AssetExecutionContext, state: StateResource):
                     for q in built.quarantined[:20]
                 ]
             )
+            metadata["dq_notes"] = len(built.dq_notes)
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)
         for check, outcome in table.checks:
             yield _result(key, check, outcome)

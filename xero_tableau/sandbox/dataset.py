@@ -44,6 +44,7 @@ class EntitySpec:
     - ``summary_only``: takes ``?summaryOnly=true``.
     - ``include_archived``: archived records are hidden unless ``?includeArchived=true``.
     - ``unit_dp``: takes ``?unitdp=4`` (four decimals on unit amounts; totals stay at two).
+      Without it, or on an endpoint that does not take it, line unit amounts come rounded to two.
     - ``has_lines``: key of the line array (``"LineItems"``, ``"JournalLines"``), if any.
     - ``default_order``: the field the API sorts by when no ``?order=`` is given.
     """

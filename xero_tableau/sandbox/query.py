@@ -183,17 +183,41 @@ def sort_key(field: str) -> Callable[[tuple[dict, int, int]], object]:
     return key
 
 
+# RFC 3339 ``date-time`` (what the spec's ``format: date-time`` means): full date, full time with
+# optional fraction, and a mandatory offset (``Z`` or ``+hh:mm``); ``T`` and ``Z`` in either case.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+# RFC 9110's preferred HTTP-date (IMF-fixdate), the header's standard HTTP form.
+_HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
+
+
 def parse_if_modified_since(value: str) -> int:
-    """Epoch ms of an If-Modified-Since header: ISO 8601 (offset optional, UTC when absent) or an
-    RFC 1123 HTTP date."""
+    """Epoch ms of an If-Modified-Since header, validated as the spec declares it.
+
+    Xero's spec gives the header ``format: date-time``: an RFC 3339 date-time, offset required
+    (``2026-12-01T10:00:00Z``, ``2020-02-06T12:17:43.202-08:00``). An RFC 9110 HTTP-date is
+    accepted too. Anything else, the offset-less ``2026-12-01T10:00:00`` included, is a
+    QueryError (400)."""
     text = value.strip()
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    if _RFC3339.fullmatch(text):
+        digits = text.upper().replace("Z", "+00:00")
+        fraction = re.search(r"\.(\d+)", digits)
+        if fraction is not None and len(fraction.group(1)) > 6:  # .NET's 7 digits: keep 6
+            digits = digits[: fraction.start(1) + 6] + digits[fraction.end(1) :]
+        try:
+            when = datetime.fromisoformat(digits)
+        except ValueError as exc:
+            raise QueryError(f"Invalid If-Modified-Since header: {value!r}") from exc
+    elif _HTTP_DATE.fullmatch(text):
         try:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError) as exc:
             raise QueryError(f"Invalid If-Modified-Since header: {value!r}") from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
+    else:
+        raise QueryError(
+            f"Invalid If-Modified-Since header: {value!r} is not an RFC 3339 date-time with an "
+            "offset (e.g. 2026-12-01T10:00:00Z)"
+        )
+    try:
+        return int(when.timestamp() * 1000)
+    except (OverflowError, ValueError, OSError) as exc:
+        raise QueryError(f"Invalid If-Modified-Since header: {value!r}") from exc

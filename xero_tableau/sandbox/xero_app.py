@@ -22,6 +22,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -91,6 +92,7 @@ class Faults:
     slow_rate: float = 0.0  # share of calls delayed by slow_seconds (wall clock)
     slow_seconds: float = 0.0
     drop_token_responses: int = 0  # next N token responses: processed, then the connection dies
+    float_money: bool = False  # document totals summed in binary floating point (float noise)
 
 
 @dataclass
@@ -475,7 +477,8 @@ def _serve(
         record = tenant.get(endpoint, record_id.lower()) or tenant.get(endpoint, record_id)
         if record is None:
             return _not_found(headers)
-        return _json(envelope(sandbox, endpoint, [record]), headers)
+        single = _as_asked(sandbox, spec, params, [record])
+        return _json(envelope(sandbox, endpoint, single), headers)
     try:
         rows = _select(tenant, spec, params, request.headers.get("if-modified-since"))
     except QueryError as exc:
@@ -514,7 +517,77 @@ def _serve(
             {**c, "Options": [o for o in c.get("Options", []) if o.get("Status") == "ACTIVE"]}
             for c in items
         ]
+    items = _as_asked(sandbox, spec, params, items)
     return _json(envelope(sandbox, endpoint, items, pagination), headers)
+
+
+def _as_asked(sandbox: XeroSandbox, spec: EntitySpec, params: Any, items: list) -> list:
+    """The records as this request gets them: unit amounts at 2 dp unless ``unitdp=4`` (on an
+    endpoint that takes it), and float-noise money when that fault is on."""
+    if spec.has_lines == "LineItems" and not (spec.unit_dp and params.get("unitdp") == "4"):
+        items = _units_to_cents(items)
+    if sandbox.faults.float_money:
+        items = [_float_money(item) for item in items]
+    return items
+
+
+def _cent_exact(value: object) -> bool:
+    return not isinstance(value, float) or round(value, 2) == value
+
+
+def _units_to_cents(items: list) -> list:
+    """Xero stores unit amounts to 4 dp but answers with 2 ("By default UnitAmount is rounded
+    to two decimal places", half away from zero) unless the request says ``unitdp=4``; only the
+    records that hold a finer unit amount are copied."""
+    out = items
+    for row, item in enumerate(items):
+        lines = item.get("LineItems")
+        if not lines or all(_cent_exact(line.get("UnitAmount")) for line in lines):
+            continue
+        if out is items:
+            out = list(items)
+        out[row] = {
+            **item,
+            "LineItems": [
+                line
+                if _cent_exact(line.get("UnitAmount"))
+                else {**line, "UnitAmount": float(_money(line["UnitAmount"]))}
+                for line in lines
+            ],
+        }
+    return out
+
+
+def _money(value: float | int) -> Decimal:
+    return Decimal(repr(value)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+
+def _float_money(item: dict) -> dict:
+    """A document as a server that sums money in binary floating point answers it: SubTotal,
+    TotalTax, Total and AmountDue recomputed as float sums of the lines, so e.g. 11062.12 can
+    come out as 11062.119999999999 (the ``float_money`` fault; real Xero sums exactly). A sum
+    is used only where it is the stored amount give or take float noise."""
+    lines = item.get("LineItems")
+    if not lines or "SubTotal" not in item:
+        return item
+    sub_total = 0.0
+    total_tax = 0.0
+    for line in lines:
+        sub_total += float(line.get("LineAmount") or 0)
+        total_tax += float(line.get("TaxAmount") or 0)
+    if item.get("LineAmountTypes") == "Inclusive":
+        sub_total -= total_tax
+    total = sub_total + total_tax
+    sums = {"SubTotal": sub_total, "TotalTax": total_tax, "Total": total}
+    if "AmountDue" in item:
+        paid = float(item.get("AmountPaid") or 0) + float(item.get("AmountCredited") or 0)
+        sums["AmountDue"] = total - paid
+    noisy = {
+        key: value
+        for key, value in sums.items()
+        if isinstance(item.get(key), int | float) and abs(value - item[key]) < 1e-6
+    }
+    return {**item, **noisy} if noisy else item
 
 
 class _TooManyIds(Exception):

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 metadata = sa.MetaData()
 
@@ -90,7 +91,35 @@ def connect(url: str) -> Engine:
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns a newer release declares to tables an older one created (the
+    schema only grows, so that is the whole migration)."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise RuntimeError(
+                    f"the state DB table {table.name} lacks the column {column.name}, which "
+                    "cannot be added to existing rows (it is not nullable)"
+                )
+            kind = column.type.compile(dialect=engine.dialect)
+            exists = " IF NOT EXISTS" if engine.dialect.name == "postgresql" else ""
+            statement = f'ALTER TABLE {table.name} ADD COLUMN{exists} "{column.name}" {kind}'
+            try:
+                with engine.begin() as conn:
+                    conn.execute(sa.text(statement))
+            except OperationalError:
+                # Another process added it first (SQLite has no IF NOT EXISTS for columns).
+                now = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+                if column.name not in now:
+                    raise
 
 
 # Xero rate limiting shared by every process (``xero_tableau.rate_limits``); timestamps are
@@ -195,6 +224,8 @@ xero_webhook_events = sa.Table(
     sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+    # why an event is "ignored" (stranger tenant, event date out of bounds, planning failed)
+    sa.Column("ignored_reason", sa.String(255), nullable=True),
     sa.CheckConstraint(
         "status IN ('pending', 'requested', 'done', 'ignored')",
         name="ck_xero_webhook_events_status",

@@ -2,8 +2,11 @@
 
 The receiver only records events here; the webhook sensor reads them later and asks for runs.
 Every event has a ``dedupe_key`` and a batch is inserted in one transaction, ignoring conflicts,
-so a re-delivered or overlapping batch inserts only what is new. Events of unknown tenants and
-SUBSCRIPTION events are stored as "ignored" and never acted on. An actionable event goes
+so a re-delivered or overlapping batch inserts only what is new. Events of unknown tenants,
+SUBSCRIPTION events and events dated outside :data:`EARLIEST_EVENT` .. receipt +
+:data:`LATEST_AHEAD` (e.g. .NET's default ``0001-01-01T00:00:00``) are stored as "ignored", with
+the reason, and never acted on: refusing the delivery instead would make Xero retry the whole
+signed batch, good events included, until it disables the webhook. An actionable event goes
 ``pending`` -> ``requested`` -> ``done`` (or back to ``pending`` after a failed run); nothing is
 marked done before a run that covered it succeeded.
 """
@@ -11,7 +14,7 @@ marked done before a run that covered it succeeded.
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
@@ -30,6 +33,11 @@ EVENT_TYPES = frozenset({"CREATE", "UPDATE"})
 
 # Rows per INSERT statement: keeps SQLite under its bound-variable limit for any batch size.
 _CHUNK = 500
+#: Event dates before this are not Xero's (Xero launched in 2006): stored as ignored.
+EARLIEST_EVENT = datetime(2006, 1, 1, tzinfo=UTC)
+#: Event dates further than this past their receipt are not believable: stored as ignored.
+LATEST_AHEAD = timedelta(days=1)
+_REASON_LENGTH = 255
 
 
 class EventShapeError(ValueError):
@@ -52,6 +60,7 @@ class Event:
     run_id: str | None
     run_key: str | None = None
     attempts: int = 0
+    ignored_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,7 @@ class ParsedEvent:
     event_type: str
     resource_id: str
     event_time: datetime
+    out_of_range: str | None = None  # why event_time is not the instant sent, if it is not
 
     @property
     def dedupe_key(self) -> str:
@@ -90,11 +100,22 @@ class ParsedEvent:
 
 def parse_event_time(text: str) -> datetime:
     """Xero's ``eventDateUtc`` is UTC without a ``Z`` ("2024-06-21T01:15:39.902"); an explicit
-    offset is honoured too. Always returns an aware UTC datetime."""
+    offset is honoured too. Always returns an aware UTC datetime. ValueError for text that is no
+    date; OverflowError for a date whose offset takes it out of ``datetime``'s range."""
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def out_of_bounds(moment: datetime, received_at: datetime) -> str | None:
+    """Why an event dated ``moment`` cannot be a real Xero event received at ``received_at``
+    (before 2006, or more than a day after its receipt); None when it can be."""
+    if moment < EARLIEST_EVENT:
+        return f"eventDateUtc {moment.isoformat()} is before {EARLIEST_EVENT.date()}"
+    if moment > received_at + LATEST_AHEAD:
+        return f"eventDateUtc {moment.isoformat()} is more than {LATEST_AHEAD} after its receipt"
+    return None
 
 
 def _text(event: Mapping[str, Any], name: str, limit: int) -> str:
@@ -114,8 +135,14 @@ def parse_event(event: Any) -> ParsedEvent:
     event_type = _text(event, "eventType", 16)
     if event_type not in EVENT_TYPES:
         raise EventShapeError(f"unknown eventType {event_type!r}")
+    text = _text(event, "eventDateUtc", 40)
+    out_of_range = None
     try:
-        event_time = parse_event_time(_text(event, "eventDateUtc", 40))
+        event_time = parse_event_time(text)
+    except OverflowError:
+        # e.g. 0001-01-01T00:00:00+05:00: its wall-clock time, as UTC, stands in for it
+        event_time = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        out_of_range = f"eventDateUtc {text!r} is out of range"
     except ValueError as exc:
         raise EventShapeError(f"bad eventDateUtc: {exc}") from None
     return ParsedEvent(
@@ -124,6 +151,7 @@ def parse_event(event: Any) -> ParsedEvent:
         event_type=event_type,
         resource_id=_text(event, "resourceId", 64).lower(),
         event_time=event_time,
+        out_of_range=out_of_range,
     )
 
 
@@ -164,7 +192,9 @@ class EventQueue:
         """Store a delivered batch in one transaction; returns (inserted, duplicates).
 
         Raw event dicts are validated (EventShapeError before anything is written). Duplicates
-        are events already stored or repeated within the batch."""
+        are events already stored or repeated within the batch. An event of a stranger tenant,
+        an app-level one or one dated out of bounds (:func:`out_of_bounds`) is stored as ignored
+        with its reason; the others of the batch are stored as usual."""
         parsed = [e if isinstance(e, ParsedEvent) else parse_event(e) for e in events]
         received_at = as_utc(received_at)
         known = {tenant.lower() for tenant in known_tenants}
@@ -174,7 +204,11 @@ class EventQueue:
             if key in rows:
                 continue
             tenant_known = event.tenant_id in known
-            actionable = tenant_known and event.category in ACTIONABLE_CATEGORIES
+            reason = event.out_of_range or out_of_bounds(event.event_time, received_at)
+            if reason is None and event.category not in ACTIONABLE_CATEGORIES:
+                reason = f"{event.category} events are not acted on"
+            if reason is None and not tenant_known:
+                reason = "the organisation is not connected here"
             rows[key] = {
                 "dedupe_key": key,
                 "tenant_id": event.tenant_id,
@@ -184,9 +218,10 @@ class EventQueue:
                 "event_time": event.event_time,
                 "received_at": received_at,
                 "tenant_known": tenant_known,
-                "status": "pending" if actionable else "ignored",
+                "status": "pending" if reason is None else "ignored",
                 "run_id": None,
                 "attempts": 0,
+                "ignored_reason": None if reason is None else reason[:_REASON_LENGTH],
             }
         values = list(rows.values())
         inserted = 0
@@ -219,6 +254,7 @@ class EventQueue:
                 run_id=row["run_id"],
                 run_key=row["run_key"],
                 attempts=int(row["attempts"] or 0),
+                ignored_reason=row.get("ignored_reason"),
             )
             for row in rows
         ]
@@ -325,6 +361,22 @@ class EventQueue:
                 )
             )
         return result.rowcount
+
+    def ignore(self, reasons: Mapping[int, str]) -> int:
+        """Set events aside for good, each with its reason (an event no run can be planned
+        for); only events still pending or requested change. Returns how many did."""
+        table = xero_webhook_events
+        open_ = table.c.status.in_(("pending", "requested"))
+        changed = 0
+        with self.engine.begin() as conn:
+            for event_id, reason in reasons.items():
+                result = conn.execute(
+                    table.update()
+                    .where(table.c.id == event_id, open_)
+                    .values(status="ignored", ignored_reason=reason[:_REASON_LENGTH])
+                )
+                changed += result.rowcount
+        return changed
 
     def _update(self, ids: Iterable[int], condition: Any, **values: Any) -> int:
         id_list = list(ids)

@@ -3,7 +3,8 @@
 :func:`flatten` validates every record with the entity's model, quarantines the ones that fail
 (with the id and a readable reason) and lays the rest out in the entity's fixed Arrow schemas
 (:mod:`xero_tableau.raw_layouts`). A record that appears twice in a batch is kept once, in its
-latest version; ``lines.document_row`` is the 0-based row of the parent in ``documents``.
+latest version; ``lines.document_row`` is the 0-based row of the parent in ``documents``. An
+amount read through binary-float noise leaves a data-quality note (``FlatBatch.notes``).
 
 This package must never import dagster.
 """
@@ -18,7 +19,7 @@ import pyarrow as pa
 
 from xero_tableau.entities import TRANSACTIONAL, XeroEntity, transactional
 from xero_tableau.raw_layouts import INSTANT, RawLayout, Row, TooMuchTracking
-from xero_tableau.xero.models import RejectedRecord, XeroModel
+from xero_tableau.xero.models import DQNote, ParseResult, RejectedRecord, XeroModel
 
 __all__ = [
     "DOCUMENT_SCHEMAS",
@@ -41,12 +42,13 @@ LINE_SCHEMAS: dict[str, pa.Schema] = {
 
 @dataclass
 class FlatBatch:
-    """One batch of records in lake form: documents, lines (None for unlined entities) and the
-    records that were quarantined instead."""
+    """One batch of records in lake form: documents, lines (None for unlined entities), the
+    records that were quarantined instead, and the data-quality notes of the records kept."""
 
     documents: pa.Table
     lines: pa.Table | None
     rejected: list[RejectedRecord] = field(default_factory=list)
+    notes: list[DQNote] = field(default_factory=list)
 
 
 def empty_batch(entity: str) -> FlatBatch:
@@ -207,5 +209,14 @@ def _flatten(spec: XeroEntity, records: list[dict[str, Any]], fetched_at: dateti
                 fitting.append(item)
             else:
                 rejected.append(RejectedRecord(_record_key(spec, item[1]), reason, item[1]))
-        documents, lines_table = _build(spec, fitting, fetched_ms)
-    return FlatBatch(documents, lines_table, rejected)
+        kept = fitting
+        documents, lines_table = _build(spec, kept, fetched_ms)
+    return FlatBatch(documents, lines_table, rejected, _notes_of(parsed, kept))
+
+
+def _notes_of(parsed: ParseResult[Any], kept: list[_Kept]) -> list[DQNote]:
+    """The data-quality notes of the records kept (not of older versions or misfits)."""
+    if not parsed.notes:
+        return []
+    kept_models = {id(model) for model, _, _, _ in kept}
+    return [n for n in parsed.notes if id(parsed.records[n.record]) in kept_models]

@@ -2,8 +2,10 @@
 
 Pending events are grouped per tenant and entity into one run over the UTC days they touch, with
 at most one run in flight per tenant and entity. The run key is derived from the events (their ids
-and the attempt), so the same events never start two runs. A run re-reads its window with
-whichever costs fewer calls, a window read or a read by id; a tie goes to the window read.
+and the attempt), so the same events never start two runs. An event no run can be planned for
+(its date names no day) is returned apart with the reason, never raised. A run re-reads its
+window with whichever costs fewer calls, a window read or a read by id; a tie goes to the window
+read.
 """
 
 import hashlib
@@ -40,8 +42,18 @@ class PlannedRun:
 
 
 def event_days(moment: datetime) -> set[date]:
-    """The raw day partitions an event at ``moment`` can have changed."""
+    """The raw day partitions an event at ``moment`` can have changed (OverflowError within two
+    minutes of ``datetime``'s range)."""
     return {(moment - DAY_EDGE).date(), moment.date(), (moment + DAY_EDGE).date()}
+
+
+def unplannable(moment: datetime) -> str | None:
+    """Why no run can be planned for an event at ``moment``; None when one can."""
+    try:
+        event_days(moment)
+    except (OverflowError, ValueError) as exc:
+        return f"no day partition for eventDateUtc {moment.isoformat()}: {exc}"
+    return None
 
 
 def run_key(tenant_id: str, endpoint: str, event_ids: Iterable[int], attempt: int) -> str:
@@ -53,19 +65,25 @@ def run_key(tenant_id: str, endpoint: str, event_ids: Iterable[int], attempt: in
 
 def plan_runs(
     events: Sequence[Event], busy: set[tuple[str, str]], tenants: set[str]
-) -> tuple[list[PlannedRun], list[Event]]:
-    """Coalesce pending events into runs; returns (runs, events held back).
+) -> tuple[list[PlannedRun], list[Event], dict[int, str]]:
+    """Coalesce pending events into runs; returns (runs, events held back, unplannable events'
+    ids with the reason).
 
     ``busy`` holds (tenant, endpoint) pairs with a run in flight; ``tenants`` the tenants that
     have Dagster partitions. Events of a busy pair or of a tenant without partitions yet are held
-    back (they stay pending and come round again)."""
+    back (they stay pending and come round again). An event whose date names no day
+    (:func:`unplannable`) joins no run: the caller sets it aside with the reason."""
     groups: dict[tuple[str, str], list[Event]] = defaultdict(list)
     held: list[Event] = []
+    refused: dict[int, str] = {}
     for event in events:
         endpoint = CATEGORY_ENDPOINTS.get(event.category)
         if endpoint is None:
             continue  # SUBSCRIPTION and unknown categories are never pending
-        if (event.tenant_id, endpoint) in busy or event.tenant_id not in tenants:
+        reason = unplannable(event.event_time)
+        if reason is not None:
+            refused[event.id] = reason
+        elif (event.tenant_id, endpoint) in busy or event.tenant_id not in tenants:
             held.append(event)
         else:
             groups[(event.tenant_id, endpoint)].append(event)
@@ -86,7 +104,7 @@ def plan_runs(
                 run_key=run_key(tenant_id, endpoint, ids, attempt),
             )
         )
-    return runs, held
+    return runs, held, refused
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ request path does only what must happen before that answer: read the raw body (b
 ``x-xero-signature`` in constant time *before* parsing anything, validate the shape and store the
 events in the durable queue (``EventQueue``) in one transaction. Nothing here calls Xero or
 Tableau; a sensor picks the events up later. Duplicates and reordering are absorbed by the queue's
-dedupe key, so a re-delivery is answered 200 like any other.
+dedupe key, so a re-delivery is answered 200 like any other. An event dated out of bounds (before
+2006, more than a day ahead, or out of ``datetime``'s range) is stored as ignored with the reason
+and the batch is still answered 200: Xero retries a refused delivery, good events and all.
 
 This module must not import dagster: the receiver runs as its own small process.
 """
@@ -34,6 +36,7 @@ from xero_tableau.store.event_queue import (
     EventQueue,
     EventShapeError,
     ParsedEvent,
+    out_of_bounds,
     parse_payload,
 )
 from xero_tableau.store.tenants import list_tenants
@@ -148,6 +151,10 @@ def build_receiver(
                 " (run `xero-tableau connect` to sync them)",
                 ", ".join(strangers),
             )
+        for event in events:
+            reason = event.out_of_range or out_of_bounds(event.event_time, received_at)
+            if reason is not None:
+                log.warning("webhook event %s recorded as ignored: %s", event.resource_id, reason)
         return queue.add_batch(events, received_at, known)
 
     async def receive(request: Request) -> Response:

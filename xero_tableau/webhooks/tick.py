@@ -5,7 +5,9 @@ Invariants: an event is "done" only once a run that covered it succeeded; a fail
 run puts its events back to "pending" with one attempt more and a backoff (doubling, at most an
 hour); a run asked for but never started is asked for again under the same run key (Dagster
 starts a run key at most once); at most one run is in flight per tenant and entity; events are
-marked "requested" under a run key before the run is asked for.
+marked "requested" under a run key before the run is asked for. An event no run can be planned
+for is marked "ignored" with the reason and the tick goes on: one bad event never stops the
+sensor for every tenant.
 """
 
 from collections.abc import Callable, Collection
@@ -14,7 +16,12 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from xero_tableau.store.event_queue import EventQueue
-from xero_tableau.webhooks.planner import CATEGORY_ENDPOINTS, event_days, plan_runs
+from xero_tableau.webhooks.planner import (
+    CATEGORY_ENDPOINTS,
+    event_days,
+    plan_runs,
+    unplannable,
+)
 
 #: Events read per tick, new and returned each: a tick stays quick however deep the queue is.
 EVENTS_PER_TICK = 5000
@@ -56,6 +63,7 @@ class TickResult:
     done: int = 0
     retried: int = 0
     asked_again: int = 0
+    ignored: int = 0
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -65,6 +73,7 @@ class TickResult:
             f"for, {self.held} held back (a run in flight or the tenant has no partition yet); "
             f"settled: {self.done} done, {self.retried} to retry, "
             f"{self.asked_again} run(s) asked for again"
+            + (f"; {self.ignored} event(s) set aside as unplannable" if self.ignored else "")
         )
 
     @property
@@ -96,6 +105,10 @@ def run_tick(
         endpoint = CATEGORY_ENDPOINTS[batch.category]
         run = run_of(batch.run_key)
         if run is None:
+            reason = unplannable(batch.first_event_time) or unplannable(batch.last_event_time)
+            if reason is not None:  # asked for before dates were bounded: cannot be asked again
+                _set_aside(queue, result, {i: reason for i in batch.event_ids})
+                continue
             days = event_days(batch.first_event_time) | event_days(batch.last_event_time)
             result.asks.append(
                 RunAsk(
@@ -124,7 +137,9 @@ def run_tick(
 
     new = queue.pending(after_id=cursor, limit=limit)
     returned = queue.returned(up_to_id=cursor, now=now, limit=limit)
-    planned, held = plan_runs(returned + new, busy, set(tenants))
+    planned, held, refused = plan_runs(returned + new, busy, set(tenants))
+    if refused:
+        _set_aside(queue, result, refused)
     for run in planned:
         queue.request(run.event_ids, run.run_key, now)
         result.asks.append(
@@ -141,3 +156,10 @@ def run_tick(
     result.new, result.returned = len(new), len(returned)
     result.planned, result.held = len(planned), len(held)
     return result
+
+
+def _set_aside(queue: EventQueue, result: TickResult, reasons: dict[int, str]) -> None:
+    """Mark events no run can be planned for as ignored, with their reasons, and warn."""
+    result.ignored += queue.ignore(reasons)
+    for event_id, reason in sorted(reasons.items()):
+        result.warnings.append(f"webhook event {event_id} set aside (ignored): {reason}")

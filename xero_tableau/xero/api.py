@@ -35,10 +35,17 @@ def check_tenant_id(tenant_id: str) -> str:
 
 
 def format_if_modified_since(when: datetime) -> str:
-    """Xero reads If-Modified-Since as UTC ``yyyy-mm-ddThh:mm:ss`` (accurate to the second)."""
-    if when.tzinfo is None:
+    """The If-Modified-Since header: an RFC 3339 date-time in UTC with its offset, to the second
+    (Xero compares to the second), e.g. ``2026-12-01T10:00:00Z``.
+
+    Xero's spec declares the header ``format: date-time``, which requires the offset; Xero's own
+    SDKs send one too (xero-python ``isoformat()`` of an aware datetime, xero-node
+    ``toISOString()``). The bare ``yyyy-mm-ddThh:mm:ss`` of Xero's prose docs is refused by a
+    server that validates requests against the spec.
+    """
+    if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError("If-Modified-Since needs a timezone-aware datetime")
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def raise_for_status(response: httpx.Response, what: str) -> None:

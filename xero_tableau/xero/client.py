@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -30,6 +30,7 @@ from xero_tableau.xero.api import (
     format_if_modified_since,
     raise_for_status,
 )
+from xero_tableau.xero.dates import parse_xero_datetime
 from xero_tableau.xero.errors import (
     XeroAuthError,
     XeroError,
@@ -70,7 +71,11 @@ class Endpoint(Protocol):
 
 MAX_IDS_PER_CALL = 50
 MAX_PAGE_SIZE = 1000
-_MS = re.compile(r"/Date\((-?\d+)")
+_MS = re.compile(r"\s*/Date\((-?\d{1,18})(?:[+-]\d{2,4})?\)/\s*")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_MS
+_MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _ONE_MS
 
 
 @dataclass
@@ -87,13 +92,29 @@ class CallStats:
 
 
 def updated_ms(record: Mapping) -> int:
-    """Epoch ms of a record's ``UpdatedDateUTC`` (``/Date(ms+0000)/``), without a full parse."""
-    match = _MS.match(str(record.get("UpdatedDateUTC", "")))
-    if match is None:
-        raise ValueError(
-            f"record without a /Date()/ UpdatedDateUTC: {record.get('UpdatedDateUTC')}"
-        )
-    return int(match.group(1))
+    """Epoch ms of a record's ``UpdatedDateUTC``: ``/Date(ms+0000)/`` read without a full parse,
+    any other form the models accept through :func:`parse_xero_datetime`. ValueError when it is
+    missing, unreadable or outside ``datetime``'s range: the record names no UTC day."""
+    value = record.get("UpdatedDateUTC") if isinstance(record, Mapping) else None
+    match = _MS.fullmatch(value) if isinstance(value, str) else None
+    if match is not None:
+        ms = int(match.group(1))
+        if _MIN_MS <= ms <= _MAX_MS:
+            return ms
+        raise ValueError(f"UpdatedDateUTC out of range: {value!r}")
+    if not isinstance(value, str):
+        raise ValueError(f"record without an UpdatedDateUTC: {value!r}")
+    try:
+        return (parse_xero_datetime(value) - _EPOCH) // _ONE_MS
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"unreadable UpdatedDateUTC: {exc}") from None
+
+
+def _updated_or_none(record: Mapping) -> int | None:
+    try:
+        return updated_ms(record)
+    except ValueError:
+        return None
 
 
 def _ms(when: datetime) -> int:
@@ -299,7 +320,11 @@ class XeroClient:
         **params: str | int,
     ) -> Iterator[list[dict]]:
         """Records with ``start <= UpdatedDateUTC < end`` (None: open), in UpdatedDateUTC order,
-        each exactly once, a page at a time."""
+        each exactly once, a page at a time.
+
+        A record whose UpdatedDateUTC cannot be read (:func:`updated_ms`) cannot be placed in or
+        out of the window: it is passed on with its page, for the caller to quarantine, and the
+        keyset cursor moves on the readable ones."""
         endpoint = entity.endpoint
         if not entity.paged:
             raise ValueError(f"{endpoint} is not paged; use read_all")
@@ -307,7 +332,7 @@ class XeroClient:
         end_ms = _ms(end) if end is not None else None
         cursor_s = start_ms // 1000 if start_ms is not None else None
         page = 1
-        seen_at_cursor: set[str] = set()  # ids already yielded from the cursor's second
+        seen_at_cursor: set[object] = set()  # ids already yielded from the cursor's second
         id_field = entity.id_field
         query = {
             **entity.params,
@@ -319,10 +344,13 @@ class XeroClient:
             since = datetime.fromtimestamp(cursor_s, UTC) if cursor_s is not None else None
             body = self.get(endpoint, tenant_id, {**query, "page": page}, since)
             items: list[dict] = body.get(entity.envelope, [])
+            stamps = [_updated_or_none(record) for record in items]
             fresh = []
-            for record in items:
-                ms = updated_ms(record)
-                if ms // 1000 == cursor_s and record[id_field] in seen_at_cursor:
+            for record, ms in zip(items, stamps, strict=True):
+                if ms is None:
+                    fresh.append(record)  # undatable: the caller quarantines it
+                    continue
+                if ms // 1000 == cursor_s and record.get(id_field) in seen_at_cursor:
                     continue
                 if (start_ms is None or ms >= start_ms) and (end_ms is None or ms < end_ms):
                     fresh.append(record)
@@ -330,16 +358,23 @@ class XeroClient:
                 yield fresh
             if len(items) < self.page_size:
                 return
-            last_ms = updated_ms(items[-1])
+            last_ms = next((ms for ms in reversed(stamps) if ms is not None), None)
+            if last_ms is None:
+                page += 1  # nothing on the page to key on: page on at the same cursor
+                continue
             if end_ms is not None and last_ms >= end_ms:
                 return  # the rest of the window's records came before this page's end
             last_s = last_ms // 1000
             if last_s == cursor_s:
                 page += 1  # a whole page within one second: page on at the same cursor
-                seen_at_cursor.update(r[id_field] for r in items)
+                seen_at_cursor.update(r.get(id_field) for r in items if isinstance(r, dict))
             else:
                 cursor_s, page = last_s, 1
-                seen_at_cursor = {r[id_field] for r in items if updated_ms(r) // 1000 == last_s}
+                seen_at_cursor = {
+                    r.get(id_field)
+                    for r, ms in zip(items, stamps, strict=True)
+                    if ms is not None and ms // 1000 == last_s  # a stamp means a dict
+                }
 
     def read_ids(
         self, entity: Endpoint, tenant_id: str, ids: Iterable[str], **params: str | int

@@ -2,9 +2,10 @@
 
 Each model reads Xero's JSON as the API returns it and exposes snake_case attributes; extra keys
 are ignored. :func:`parse_records` reports each bad record instead of failing the batch. Money is
-``Decimal``, never ``float``, and a value with too many decimal places rejects its record rather
-than being rounded. Enums the transforms branch on are validated; other codes stay ``str``.
-Instants are aware UTC ``datetime``, date-only fields ``date``.
+``Decimal``, never ``float``. An amount within a millionth (:data:`FLOAT_NOISE`) of a 2-dp value
+(4-dp for unit amounts) is binary-float noise and read as that value, with a :class:`DQNote`;
+a real sub-cent amount (``10.005``) rejects its record. Enums the transforms branch on are
+validated; other codes stay ``str``. Instants are aware UTC ``datetime``, date-only fields ``date``.
 
 This package must never import dagster.
 """
@@ -13,7 +14,7 @@ import gc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from xero_tableau.xero.dates import parse_xero_date, parse_xero_datetime, xero_timezone_to_iana
 
 __all__ = [
+    "FLOAT_NOISE",
     "Account",
     "AccountRef",
     "Address",
@@ -39,6 +41,7 @@ __all__ = [
     "CreditNoteRef",
     "CreditNoteType",
     "Currency",
+    "DQNote",
     "Invoice",
     "InvoicePayment",
     "InvoiceRef",
@@ -81,9 +84,14 @@ __all__ = [
 # --- field types -------------------------------------------------------------------------------
 
 Money = Annotated[Decimal, Field(decimal_places=2)]
-"""A 2-dp amount (totals, tax, line amounts). Floats become ``Decimal(str(x))``; NaN/inf refused."""
+"""A 2-dp amount (totals, tax, line amounts). Floats become ``Decimal(str(x))``; NaN/inf refused;
+float noise is read as the cent value by :func:`parse_records`."""
 UnitDecimal = Annotated[Decimal, Field(decimal_places=4)]
 """``Quantity``/``UnitAmount``: up to 4 dp when read with ``unitdp=4``."""
+FLOAT_NOISE = Decimal("0.000001")
+"""How far (in currency units) an amount may sit from a 2-dp (or, for unit amounts, 4-dp) value
+and still be that value: binary floating point is off by far less; a real sub-cent amount by
+far more (``10.005`` is 0.005 from a cent)."""
 Rate = Decimal
 """Exchange, tax and discount rates: exact, no dp limit (Xero allows e.g. 6 dp exchange rates)."""
 
@@ -727,12 +735,33 @@ class RejectedRecord:
 _M = TypeVar("_M", bound=XeroModel)
 
 
+@dataclass(frozen=True)
+class DQNote:
+    """A data-quality note on an accepted record: an amount read as the value it was meant to be.
+
+    ``record`` is the position of the record in :attr:`ParseResult.records`; ``field`` is Xero's
+    JSON path (``LineItems.0.UnitAmount``); ``received`` the value as sent, ``read_as`` the value
+    kept."""
+
+    record: int
+    record_id: str | None
+    field: str
+    received: str
+    read_as: Decimal
+
+    @property
+    def text(self) -> str:
+        return f"{self.field}: {self.received} read as {self.read_as} (binary-float noise)"
+
+
 @dataclass
 class ParseResult(Generic[_M]):
-    """The records of a batch that validated, and the ones that did not (in input order)."""
+    """The records of a batch that validated, and the ones that did not (in input order), with
+    the data-quality notes of the validated ones."""
 
     records: list[_M] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
+    notes: list[DQNote] = field(default_factory=list)
 
 
 def _short(value: object) -> str:
@@ -762,18 +791,89 @@ def _record_id(raw: Mapping[str, Any], id_field: str) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+def _near_exact(value: object, places: int) -> Decimal | None:
+    """The ``places``-dp value ``value`` is within :data:`FLOAT_NOISE` of, else None."""
+    if isinstance(value, float):
+        exact = Decimal(repr(value))
+    elif isinstance(value, Decimal):
+        exact = value
+    elif isinstance(value, str):
+        try:
+            exact = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    if not exact.is_finite():
+        return None
+    try:
+        rounded = exact.quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN)
+    except InvalidOperation:  # too many digits for the context
+        return None
+    return rounded if abs(exact - rounded) <= FLOAT_NOISE else None
+
+
+def _with_value(node: Any, path: tuple[Any, ...], value: Decimal) -> Any | None:
+    """A copy of ``node`` with ``value`` at pydantic's error location ``path`` (copying only
+    along the path); None if the path cannot be followed. List indexes count the items the
+    model kept (``null`` items are dropped by :data:`XeroList`)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(node, dict) and isinstance(head, str) and head in node:
+        inner = _with_value(node[head], rest, value)
+        return None if inner is None else {**node, head: inner}
+    if isinstance(node, list) and isinstance(head, int):
+        positions = [i for i, item in enumerate(node) if item is not None]
+        if not 0 <= head < len(positions):
+            return None
+        inner = _with_value(node[positions[head]], rest, value)
+        if inner is None:
+            return None
+        copy = list(node)
+        copy[positions[head]] = inner
+        return copy
+    return None
+
+
+def _denoised(
+    item: dict[str, Any], error: ValidationError
+) -> tuple[dict[str, Any], list[tuple[str, str, Decimal]]] | None:
+    """``item`` with every too-precise amount that is float noise replaced by its exact value,
+    and (path, received, exact) for each; None when no amount is float noise."""
+    fixed: Any = item
+    changes: list[tuple[str, str, Decimal]] = []
+    for problem in error.errors(include_url=False):
+        if problem["type"] != "decimal_max_places":
+            continue
+        places = int((problem.get("ctx") or {}).get("decimal_places", 2))
+        exact = _near_exact(problem.get("input"), places)
+        if exact is None:
+            continue
+        replaced = _with_value(fixed, tuple(problem["loc"]), exact)
+        if replaced is None:
+            continue
+        fixed = replaced
+        where = ".".join(str(part) for part in problem["loc"])
+        received = problem.get("input")
+        shown = str(received) if isinstance(received, float | Decimal) else _short(received)
+        changes.append((where, shown, exact))
+    return (fixed, changes) if changes else None
+
+
 def parse_records(model: type[_M], raw: Iterable[Any], id_field: str) -> ParseResult[_M]:
     """Validate the records of one endpoint as ``model``; a bad record is reported, never fatal
     to the batch.
 
     Each rejected record keeps its id (the value of ``id_field``, None when absent), a readable
-    reason and the raw dict. Pass a list rather than a lazy generator: the cyclic GC is paused
-    while ``raw`` is consumed. The entity registry (``xero_tableau.entities``) knows each
-    endpoint's model and id field.
+    reason and the raw dict. An amount off its 2-dp (unit amounts: 4-dp) value by float noise
+    only is read as that value and noted in ``notes``; the raw dict is left as received. Pass a
+    list rather than a lazy generator: the cyclic GC is paused while ``raw`` is consumed. The
+    entity registry (``xero_tableau.entities``) knows each endpoint's model and id field.
     """
     validate = model.model_validate
     result: ParseResult[Any] = ParseResult()
-    records, rejected = result.records, result.rejected
+    records, rejected, notes = result.records, result.rejected, result.notes
     # Validation allocates millions of small acyclic objects (models, Decimals, lists); with the
     # cyclic GC running, each generation-2 pass rescans the whole input batch, which more than
     # doubles the time of a 10,000-invoice page set. Nothing here creates cycles, so pause it.
@@ -788,6 +888,18 @@ def parse_records(model: type[_M], raw: Iterable[Any], id_field: str) -> ParseRe
             try:
                 records.append(validate(item))
             except ValidationError as error:
+                denoised = _denoised(item, error)
+                if denoised is not None:
+                    fixed, changes = denoised
+                    try:
+                        records.append(validate(fixed))
+                    except ValidationError as remaining:
+                        error = remaining  # a real problem besides the noise: that is the reason
+                    else:
+                        record_id = _record_id(item, id_field)
+                        at = len(records) - 1
+                        notes.extend(DQNote(at, record_id, *change) for change in changes)
+                        continue
                 rejected.append(RejectedRecord(_record_id(item, id_field), _reason(error), item))
     finally:
         if gc_was_enabled:
