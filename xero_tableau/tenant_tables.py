@@ -3,10 +3,13 @@ tables asset (no dagster here).
 
 Reads every raw day partition of the tenant (only the columns normalize and the checks need) and
 its reference snapshots, normalizes, writes each table to ``lake/tenant=<id>/tables/<name>.parquet``
-and runs the checks of ``transform.checks.TABLE_CHECKS`` that apply to it.
+and runs the checks of ``transform.checks.TABLE_CHECKS`` that apply to it. A switched-off entity
+(``XT_DISABLED_ENTITIES``) is not read: its tables are built empty, though the lake keeps its
+partitions for when it is switched on again.
 """
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,9 +18,11 @@ from typing import Any
 import pyarrow as pa
 
 from xero_tableau import raw_lake
+from xero_tableau.entities import by_asset_name
 from xero_tableau.store import lake
 from xero_tableau.transform.checks import CheckInputs, CheckOutcome, TableCheck, checks_for
 from xero_tableau.transform.normalize import NORMALIZE_COLUMNS, Reference, normalize
+from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS
 from xero_tableau.transform.schema import TABLES
 
 
@@ -62,10 +67,28 @@ def _columns() -> dict[str, tuple[list[str], list[str] | None]]:
     return columns
 
 
-def build_tenant_tables(lake_dir: Path, tenant_id: str) -> TenantTables:
-    """Rebuild every fact and dimension of one tenant from its raw partitions, and check them."""
+def _nothing(entity: str, columns: raw_lake.Columns) -> tuple[pa.Table, pa.Table | None]:
+    """What the lake would give for an entity without partitions: empty tables of ``columns``."""
+    documents, lines = columns
+    schema = DOCUMENT_SCHEMAS[entity]
+    empty = pa.schema([schema.field(n) for n in documents]).empty_table()
+    line_schema = LINE_SCHEMAS.get(entity)
+    if line_schema is None:
+        return empty, None
+    names = line_schema.names if lines is None else lines
+    return empty, pa.schema([line_schema.field(n) for n in names]).empty_table()
+
+
+def build_tenant_tables(
+    lake_dir: Path, tenant_id: str, disabled: Collection[str] = ()
+) -> TenantTables:
+    """Rebuild every fact and dimension of one tenant from its raw partitions, and check them.
+    ``disabled`` names switched-off entities (asset names): their raw data is not read."""
+    off = {by_asset_name(name).endpoint for name in disabled}
     raw = {
-        entity: raw_lake.read_entity(lake_dir, tenant_id, entity, columns=columns)
+        entity: _nothing(entity, columns)
+        if entity in off
+        else raw_lake.read_entity(lake_dir, tenant_id, entity, columns=columns)
         for entity, columns in _columns().items()
     }
     organisation = raw_lake.read_reference(lake_dir, tenant_id, "Organisation")
@@ -85,7 +108,9 @@ def build_tenant_tables(lake_dir: Path, tenant_id: str) -> TenantTables:
     built = TenantTables(
         tenant_id,
         datetime.now(UTC).isoformat(),
-        quarantined=raw_lake.quarantined(lake_dir, tenant_id),
+        quarantined=[
+            q for q in raw_lake.quarantined(lake_dir, tenant_id) if q["entity"] not in off
+        ],
     )
     for name, table in tables.items():
         path = out_dir / f"{name}.parquet"

@@ -10,7 +10,7 @@ import dagster as dg
 
 from xero_tableau.asset_names import EXTRACTS_PATH, raw_path, table_path
 from xero_tableau.defs.partitions import ALL_DAYS_OF_TENANT, xero_tenants
-from xero_tableau.defs.resources import StateResource, TableauResource
+from xero_tableau.defs.resources import StateResource, TableauResource, XeroResource
 from xero_tableau.entities import REFERENCE, TRANSACTIONAL
 from xero_tableau.previews import markdown_preview
 from xero_tableau.store import db, lake
@@ -71,10 +71,13 @@ def _result(key: dg.AssetKey, name: str, outcome: CheckOutcome) -> dg.AssetCheck
     ],
     can_subset=False,
 )
-def xero_tables(context: dg.AssetExecutionContext, state: StateResource):
-    """Rebuild every fact and dimension of one tenant from its raw partitions."""
+def xero_tables(context: dg.AssetExecutionContext, state: StateResource, xero: XeroResource):
+    """Rebuild every fact and dimension of one tenant from its raw partitions (none of a
+    switched-off entity: its tables are empty)."""
     try:
-        built = build_tenant_tables(state.lake_dir, context.partition_key)
+        built = build_tenant_tables(
+            state.lake_dir, context.partition_key, disabled=xero.disabled_entities
+        )
     except MissingOrganisation as exc:
         raise dg.Failure(str(exc)) from exc
     for table in built.tables:
