@@ -8,7 +8,7 @@ rest of that day as it was.
 
 A window read that reaches the present (its days end yesterday or today) starts no later than
 the day of the entity's read watermark (``store.watermarks``: when the last such read started),
-so what changed during a gap (the entity switched off, the daemon stopped) is read; a record
+so what changed during a gap (the entity switched off, the daemon stopped) is read; an entity
 never read starts at the organisation's creation. Reads of older days (the sweep's slice of
 history, a backfill) read exactly their days, from their first day's start: their
 If-Modified-Since is never a watermark, so they see the edits Xero does not date.

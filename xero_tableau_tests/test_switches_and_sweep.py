@@ -128,8 +128,8 @@ def test_a_switched_off_entity_has_empty_tables_and_is_caught_up_when_on_again(
     assert _table(settings, tenant_id, "fct_invoice_lines").num_rows > 0
     assert raw_lake.partition_days(settings.lake_dir, tenant_id, "CreditNotes")
 
-    # Off for ten days (the watermark says so); four days ago a credit note was voided and
-    # another one's reference changed, which a poll of yesterday and today cannot see.
+    # Off for ten days (the watermark says so); four days ago a credit note's reference was
+    # changed and a draft one deleted, which a poll of yesterday and today cannot see.
     engine = db.connect(settings.database_url)
     try:
         with engine.begin() as conn:
@@ -138,23 +138,24 @@ def test_a_switched_off_entity_has_empty_tables_and_is_caught_up_when_on_again(
                 .where(db.xero_read_watermarks.c.entity == "CreditNotes")
                 .values(read_through=datetime.now(UTC) - timedelta(days=10))
             )
-        voidable, edited = [
+        notes = [
             c
             for c in tenant.collections["CreditNotes"].values()
-            if c["Status"] == "AUTHORISED"
-            and not c.get("Payments")
-            and _day(c) < today - timedelta(days=5)
-        ][:2]
+            if _day(c) < today - timedelta(days=5)
+        ]
+        edited = next(c for c in notes if c["Status"] not in ("VOIDED", "DELETED"))
+        drafts = [c for c in notes if c["Status"] in ("DRAFT", "SUBMITTED")]
         base = f"tenants/{tenant_id}/CreditNotes"
-        voided = _admin(sandbox, f"{base}/{voidable['CreditNoteID']}/void")
         response = httpx.patch(
             f"{sandbox.base_url}/sandbox/admin/{base}/{edited['CreditNoteID']}",
             json={"Reference": "changed while off"},
         )
         assert response.status_code == 200, response.text
+        changed = [response.json()]
+        changed += [_admin(sandbox, f"{base}/{d['CreditNoteID']}/delete") for d in drafts[:1]]
         four_days_ago = datetime.now(UTC) - timedelta(days=4)
-        _backdate(sandbox, tenant_id, "CreditNotes", voided, four_days_ago)
-        _backdate(sandbox, tenant_id, "CreditNotes", response.json(), four_days_ago)
+        for record in changed:
+            _backdate(sandbox, tenant_id, "CreditNotes", record, four_days_ago)
 
         monkeypatch.delenv("XT_DISABLED_ENTITIES")
         started = datetime.now(UTC)
@@ -162,9 +163,11 @@ def test_a_switched_off_entity_has_empty_tables_and_is_caught_up_when_on_again(
         _rebuild(settings, tenant_id)
         lines = _table(settings, tenant_id, "fct_credit_note_lines").to_pylist()
         by_note = {row["credit_note_id"]: row for row in lines}
-        assert set(by_note) == set(tenant.collections["CreditNotes"])
-        assert by_note[voidable["CreditNoteID"]]["status"] == "VOIDED"
+        with_lines = {k for k, c in tenant.collections["CreditNotes"].items() if c.get("LineItems")}
+        assert set(by_note) == with_lines
         assert by_note[edited["CreditNoteID"]]["reference"] == "changed while off"
+        for draft in drafts[:1]:
+            assert by_note[draft["CreditNoteID"]]["status"] == "DELETED"
         assert _table(settings, tenant_id, "fct_purchase_order_lines").num_rows > 0
         mark = watermarks.read_through(engine, tenant_id, "CreditNotes")
         assert mark is not None and mark >= started - timedelta(seconds=1)
@@ -247,7 +250,9 @@ def test_the_sweep_re_reads_a_two_month_old_bill_whose_account_was_recoded_and_a
     new_code = next(
         a["Code"]
         for a in tenant.collections["Accounts"].values()
-        if a.get("Code") and a["Code"] != line["AccountCode"] and a.get("Type") == "EXPENSE"
+        if a.get("Code")
+        and a["Code"] != line["AccountCode"]
+        and a.get("Type") in ("EXPENSE", "OVERHEADS", "DIRECTCOSTS")
     )
     before = bill["UpdatedDateUTC"]
     _admin(
