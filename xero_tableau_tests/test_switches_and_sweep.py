@@ -37,6 +37,9 @@ from xero_tableau_tests.xero_harness import (
 )
 
 DATA = GeneratorConfig(tenants=1, invoice_lines=500, history_days=120)
+# The first test carries the module's full sync (its fixture): on a busy machine that alone can
+# take most of the default 10 minutes.
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
