@@ -35,10 +35,12 @@ import pyarrow.compute as pa_compute
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from xero_tableau.asset_names import HISTORY_START
 from xero_tableau.entities import REFERENCE, TRANSACTIONAL
 from xero_tableau.entities import entity as entity_spec
 from xero_tableau.store.lake import atomic_write_bytes, fsync_path, tenant_dir
 from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS, FlatBatch
+from xero_tableau.xero.dates import parse_xero_datetime
 from xero_tableau.xero.models import DQNote, RejectedRecord
 
 # pyarrow.compute builds its kernels at import time, so type checkers cannot see them.
@@ -48,10 +50,12 @@ __all__ = [
     "REFERENCE_ENTITIES",
     "Columns",
     "compact_entity",
+    "day_counts",
     "day_document_count",
     "dq_notes",
     "entity_dir",
     "entity_snake",
+    "history_start",
     "partition_days",
     "partition_dir",
     "quarantined",
@@ -307,6 +311,24 @@ def day_document_count(lake: Path, tenant_id: str, entity: str, day: date) -> in
         return pq.read_metadata(path).num_rows
     except FileNotFoundError:
         return 0
+
+
+def day_counts(lake: Path, tenant_id: str, entity: str) -> dict[date, int]:
+    """Documents per day partition, for estimates (what a read of those days will return): from
+    the compacted copy's manifest for the days it lists (a day rewritten since may differ a
+    little), else from the day's parquet footer."""
+    folder = entity_dir(lake, tenant_id, entity)
+    manifest = _load_manifest(folder, entity)
+    listed: dict[str, Any] = {} if manifest is None else manifest["days"]
+    counts: dict[date, int] = {}
+    for name in _day_names(folder):
+        entry = listed.get(name)
+        day = date.fromisoformat(name[4:])
+        if entry is not None:
+            counts[day] = int(entry["documents"][1])
+        else:
+            counts[day] = day_document_count(lake, tenant_id, entity, day)
+    return counts
 
 
 def _check_batch(entity: str, batch: FlatBatch) -> None:
@@ -762,3 +784,14 @@ def read_reference(lake: Path, tenant_id: str, entity: str) -> list[dict[str, An
         return _loads(reference_path(lake, tenant_id, entity).read_bytes())
     except FileNotFoundError:
         return []
+
+
+def history_start(lake: Path, tenant_id: str) -> date:
+    """The first day a record of the tenant can have been updated on: the organisation's
+    creation (its snapshot's ``CreatedDateUTC``), or the first day of Xero's history when the
+    snapshot is not there yet."""
+    organisation = read_reference(lake, tenant_id, "Organisation")
+    created = organisation[0].get("CreatedDateUTC") if organisation else None
+    if created:
+        return parse_xero_datetime(created).date()
+    return date.fromisoformat(HISTORY_START)

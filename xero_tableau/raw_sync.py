@@ -7,6 +7,13 @@ partitions (``xero_tableau.raw_lake``) keyed by each record's current ``UpdatedD
 rest of that day as it was. A record whose ``UpdatedDateUTC`` names no day is quarantined in the
 entity's ``undated.json`` while the rest of its page goes on; an amount read through float noise
 is counted as a data-quality note (``ReadTotals.dq_notes``, kept beside the day in the lake).
+
+A window read that reaches the present (its days end yesterday or today) starts no later than
+the day of the entity's read watermark (``store.watermarks``: when the last such read started),
+so what changed during a gap (the entity switched off, the daemon stopped) is read; an entity
+never read starts at the organisation's creation. Reads of older days (the sweep's slice of
+history, a backfill) read exactly their days, from their first day's start: their
+If-Modified-Since is never a watermark, so they see the edits Xero does not date.
 """
 
 from collections import defaultdict
@@ -17,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from sqlalchemy.engine import Engine
 
 from xero_tableau import raw_lake
-from xero_tableau.entities import transactional
-from xero_tableau.store.audit import record_versions
+from xero_tableau.entities import XeroEntity, transactional
+from xero_tableau.store import watermarks
+from xero_tableau.store.audit import content_digest, record_versions
 from xero_tableau.store.event_queue import EventQueue
 from xero_tableau.transform.raw import flatten
 from xero_tableau.webhooks.planner import choose_read
@@ -33,8 +42,12 @@ NOTES_PREVIEW = 20  # data-quality notes shown in a run's metadata (all are coun
 # After a run that rewrote more day partitions than this (a backfill, the sweep), refresh the
 # entity's compacted copy so normalize reads one file instead of every day folder.
 COMPACT_AFTER = 8
-#: Called with (tenant, endpoint, documents written) after each day is written: the audit trail.
-AuditHook = Callable[[str, str, pa.Table], None]
+#: Called with (tenant, endpoint, documents, their content digests) after each day is written:
+#: the audit trail.
+AuditHook = Callable[[str, str, pa.Table, list[str]], None]
+#: A read after a gap starts on the day of (watermark - this): room for Xero's clock and this
+#: machine's to disagree.
+CLOCK_SLACK = timedelta(hours=1)
 
 
 @dataclass
@@ -97,6 +110,25 @@ def _quarantine_undated(
         warn(f"quarantined {endpoint} {bad.record_id} (no day): {bad.reason}")
 
 
+def _updated_or_zero(record: dict[str, Any]) -> int:
+    try:
+        return updated_ms(record)
+    except ValueError:
+        return 0
+
+
+def _digests(spec: XeroEntity, records: list[dict[str, Any]], ids: list[str]) -> list[str]:
+    """The content digest of the record behind each document id (as ``flatten`` keeps one
+    record per id: the latest ``UpdatedDateUTC``, then the later one)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        key = str(record.get(spec.id_field))
+        held = latest.get(key)
+        if held is None or _updated_or_zero(record) >= _updated_or_zero(held):
+            latest[key] = record
+    return [content_digest(latest[i]) for i in ids]
+
+
 def _write(
     lake: Path,
     tenant_id: str,
@@ -107,11 +139,21 @@ def _write(
     totals: ReadTotals,
     warn: Callable[[str], None],
     audit: "AuditHook | None",
+    read: list[dict[str, Any]] | None = None,
 ) -> None:
+    """Replace one day partition with ``records``; note in the audit trail the versions of
+    those just ``read`` from Xero (default: all of them)."""
     batch = flatten(endpoint, records, fetched_at)
     raw_lake.write_day_partition(lake, tenant_id, endpoint, day, batch, records)
     if audit is not None:
-        audit(tenant_id, endpoint, batch.documents)
+        spec = transactional(endpoint)
+        documents = batch.documents
+        if read is not None:
+            fresh = {str(r.get(spec.id_field)) for r in read}
+            ids = documents.column("id").to_pylist()
+            documents = documents.filter(pa.array([i in fresh for i in ids], pa.bool_()))
+        ids = documents.column("id").to_pylist()
+        audit(tenant_id, endpoint, documents, _digests(spec, read or records, ids))
     totals.partitions += 1
     totals.emptied += not records
     totals.records += batch.documents.num_rows
@@ -190,7 +232,18 @@ def read_ids_into_lake(
             if str(r.get(id_field, "")).lower() not in changed
         ]
         records = kept + list(changed.values())
-        _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit)
+        _write(
+            lake,
+            tenant_id,
+            endpoint,
+            day,
+            records,
+            fetched_at,
+            totals,
+            warn,
+            audit,
+            read=list(changed.values()),
+        )
     dated = [record_id for changed in fresh.values() for record_id in changed]
     _quarantine_undated(lake, tenant_id, endpoint, undated, dated, totals, warn)
     return sorted(fresh)
@@ -203,6 +256,24 @@ def window_estimate(
     now plus the changed records (which may be new)."""
     held = sum(raw_lake.day_document_count(lake, tenant_id, endpoint, day) for day in days)
     return held + changed
+
+
+def catch_up_day(engine: Engine, lake: Path, tenant_id: str, endpoint: str) -> tuple[date, str]:
+    """The first day a read reaching the present must start on so that nothing changed since
+    the last such read is missed, and why: the watermark's day; without a watermark (connector
+    upgraded from before watermarks) the newest day the lake holds; never read: the
+    organisation's creation."""
+    mark = watermarks.read_through(engine, tenant_id, endpoint)
+    if mark is not None:
+        return (mark - CLOCK_SLACK).date(), f"last read up to {mark:%Y-%m-%d %H:%M:%S}Z"
+    held = raw_lake.partition_days(lake, tenant_id, endpoint)
+    if held:
+        return held[-1], "no watermark yet: from the newest day the lake holds"
+    return raw_lake.history_start(lake, tenant_id), "never read: from the organisation's creation"
+
+
+def _span(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 @dataclass
@@ -236,7 +307,7 @@ def sync_entity(
     result = RawRun()
 
     def audit(mode: str) -> AuditHook:
-        def note(tenant_id: str, entity: str, documents: pa.Table) -> None:
+        def note(tenant_id: str, entity: str, documents: pa.Table, digests: list[str]) -> None:
             record_versions(
                 conn.engine,
                 tenant_id,
@@ -245,6 +316,7 @@ def sync_entity(
                 run_id=run_id,
                 purpose=purpose,
                 read_mode=mode,
+                digests=digests,
             )
 
         return note
@@ -254,8 +326,8 @@ def sync_entity(
         covered = EventQueue(conn.engine).of_run(webhook_batch)
         changed = sorted({e.resource_id for e in covered})
         log(f"webhook batch {webhook_batch}: {len(covered)} event(s), {len(changed)} changed")
+    today = datetime.now(UTC).date()
     for tenant_id, days in days_by_tenant.items():
-        result.windows.append(f"{tenant_id}: {days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}")
         mode = "window"
         if webhook_batch:
             estimate = window_estimate(lake, tenant_id, endpoint, days, len(changed))
@@ -268,6 +340,7 @@ def sync_entity(
             )
         result.modes.add(mode)
         if mode == "ids":
+            result.windows.append(f"{tenant_id}: {days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}")
             written = read_ids_into_lake(
                 conn.client,
                 lake,
@@ -280,7 +353,15 @@ def sync_entity(
             )
             log(f"merged into {', '.join(map(str, written)) or 'no day'}")
         else:
+            since: date | None = None
+            if days[-1] >= today - timedelta(days=1):  # reaches the present
+                since, why = catch_up_day(conn.engine, lake, tenant_id, endpoint)
+                if since < days[0]:
+                    log(f"{endpoint} for {tenant_id}: reading from {since}, not {days[0]} ({why})")
+                    days = _span(since, days[-1])
+            result.windows.append(f"{tenant_id}: {days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}")
             log(f"{endpoint} for {tenant_id}: {len(days)} day(s) from {days[0]}")
+            started = datetime.now(UTC)
             read_window_into_lake(
                 conn.client,
                 lake,
@@ -292,6 +373,9 @@ def sync_entity(
                 warn=warn,
                 audit=audit("window"),
             )
+            if since is not None and days[0] <= since:
+                through = min(started, day_start(days[-1] + timedelta(days=1)))
+                watermarks.advance(conn.engine, tenant_id, endpoint, through, run_id)
     if result.totals.partitions > COMPACT_AFTER:
         for tenant_id in days_by_tenant:
             raw_lake.compact_entity(lake, tenant_id, endpoint)

@@ -46,6 +46,7 @@ class Settings:
     tableau_publish_mode: str
     disabled_entities: frozenset[str] = frozenset()
     webhook_retry_seconds: int = 30
+    sweep_period_days: int = 7
 
     @property
     def lake_dir(self) -> Path:
@@ -136,4 +137,5 @@ class Settings:
             tableau_publish_mode=publish_mode,
             disabled_entities=disabled,
             webhook_retry_seconds=integer("XT_WEBHOOK_RETRY_SECONDS", 30, 0, 86_400),
+            sweep_period_days=integer("XT_SWEEP_PERIOD_DAYS", 7, 1, 366),
         )

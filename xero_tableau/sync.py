@@ -23,7 +23,6 @@ import dagster as dg
 from xero_tableau import raw_lake
 from xero_tableau.asset_names import (
     EXTRACTS_PATH,
-    HISTORY_START,
     PURPOSE_TAG,
     XERO_TENANTS,
     day_range_tags,
@@ -35,7 +34,6 @@ from xero_tableau.settings import Settings
 from xero_tableau.store.tenants import KnownTenant
 from xero_tableau.tenant_tables import FailedCheck
 from xero_tableau.transform.schema import TABLES
-from xero_tableau.xero.dates import parse_xero_datetime
 from xero_tableau.xero_connection import open_xero, record_tenants
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -88,11 +86,7 @@ def add_tenant_partitions(instance: dg.DagsterInstance, tenant_ids: list[str]) -
 
 def _history_start(settings: Settings, tenant_id: str) -> date:
     """The day the organisation was created: no record can have been updated before it."""
-    organisation = raw_lake.read_reference(settings.lake_dir, tenant_id, "Organisation")
-    created = organisation[0].get("CreatedDateUTC") if organisation else None
-    if created:
-        return parse_xero_datetime(created).date()
-    return date.fromisoformat(HISTORY_START)
+    return raw_lake.history_start(settings.lake_dir, tenant_id)
 
 
 def _calls(result: dg.ExecuteInProcessResult) -> int:

@@ -6,11 +6,14 @@ its reference snapshots, gives any new tracking category its slot for good (kept
 ``store.tracking_slots``), normalizes, writes each table to
 ``lake/tenant=<id>/tables/<name>.parquet`` and runs the checks of ``transform.checks.TABLE_CHECKS``
 that apply to it; the failed ones are kept beside the tables (``tables/checks.json``), so whatever
-publishes the tables can refuse those an ERROR check failed on.
+publishes the tables can refuse those an ERROR check failed on. A switched-off entity
+(``XT_DISABLED_ENTITIES``) is not read: its tables are built empty, though the lake keeps its
+partitions for when it is switched on again.
 """
 
 import json
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +23,7 @@ import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 from xero_tableau import raw_lake
-from xero_tableau.entities import parse_records
+from xero_tableau.entities import by_asset_name, parse_records
 from xero_tableau.store import lake
 from xero_tableau.store.tracking_slots import assign_slots
 from xero_tableau.transform.checks import (
@@ -37,6 +40,7 @@ from xero_tableau.transform.normalize import (
     normalize,
     tracking_slots,
 )
+from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS
 from xero_tableau.transform.schema import TABLES
 
 
@@ -92,11 +96,29 @@ def _columns() -> dict[str, tuple[list[str], list[str] | None]]:
     return columns
 
 
-def build_tenant_tables(lake_dir: Path, tenant_id: str, engine: Engine) -> TenantTables:
+def _nothing(entity: str, columns: raw_lake.Columns) -> tuple[pa.Table, pa.Table | None]:
+    """What the lake would give for an entity without partitions: empty tables of ``columns``."""
+    documents, lines = columns
+    schema = DOCUMENT_SCHEMAS[entity]
+    empty = pa.schema([schema.field(n) for n in documents]).empty_table()
+    line_schema = LINE_SCHEMAS.get(entity)
+    if line_schema is None:
+        return empty, None
+    names = line_schema.names if lines is None else lines
+    return empty, pa.schema([line_schema.field(n) for n in names]).empty_table()
+
+
+def build_tenant_tables(
+    lake_dir: Path, tenant_id: str, engine: Engine, disabled: Collection[str] = ()
+) -> TenantTables:
     """Rebuild every fact and dimension of one tenant from its raw partitions, and check them.
-    ``engine`` is the state DB's, which keeps the tenant's tracking slots."""
+    ``engine`` is the state DB's, which keeps the tenant's tracking slots; ``disabled`` names
+    switched-off entities (asset names): their raw data is not read."""
+    off = {by_asset_name(name).endpoint for name in disabled}
     raw = {
-        entity: raw_lake.read_entity(lake_dir, tenant_id, entity, columns=columns)
+        entity: _nothing(entity, columns)
+        if entity in off
+        else raw_lake.read_entity(lake_dir, tenant_id, entity, columns=columns)
         for entity, columns in _columns().items()
     }
     organisation = raw_lake.read_reference(lake_dir, tenant_id, "Organisation")
@@ -124,8 +146,10 @@ def build_tenant_tables(lake_dir: Path, tenant_id: str, engine: Engine) -> Tenan
     built = TenantTables(
         tenant_id,
         datetime.now(UTC).isoformat(),
-        quarantined=raw_lake.quarantined(lake_dir, tenant_id),
-        dq_notes=raw_lake.dq_notes(lake_dir, tenant_id),
+        quarantined=[
+            q for q in raw_lake.quarantined(lake_dir, tenant_id) if q["entity"] not in off
+        ],
+        dq_notes=[n for n in raw_lake.dq_notes(lake_dir, tenant_id) if n["entity"] not in off],
         tracking_slots=slots,
     )
     for name, table in tables.items():

@@ -181,7 +181,7 @@ def test_rerunning_changes_nothing_and_a_void_flips_the_flags(world: tuple) -> N
 
 
 def test_the_sweep_catches_an_account_code_edit_that_xero_did_not_date(world: tuple) -> None:
-    sandbox, settings, instance, _definitions, _summaries = world
+    sandbox, settings, instance, definitions, _summaries = world
     tenant_id = sorted(sandbox.sandbox.dataset.tenants)[1]
     tenant = sandbox.sandbox.dataset.tenants[tenant_id]
     today = sandbox.sandbox.clock.now().date()
@@ -202,13 +202,15 @@ def test_the_sweep_catches_an_account_code_edit_that_xero_did_not_date(world: tu
     # The poll reads by UpdatedDateUTC: the edit is invisible to it.
     poll_sql = f"SELECT account_code FROM {{t}} WHERE line_item_id = '{line['LineItemID']}'"
     assert _query(settings, tenant_id, "fct_invoice_lines", poll_sql) != [(new_code,)]
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(today.year, today.month, today.day, 2, 30, tzinfo=UTC),
-    )
+        resources={"xero": (definitions.resources or {})["xero"]},
+    ) as context:
+        ticked = xero_sweep.evaluate_tick(context).run_requests or []
     requests = [
         r
-        for r in (xero_sweep.evaluate_tick(context).run_requests or [])
+        for r in ticked
         if r.tags["xero/tenant"] == tenant_id and r.tags["xero/purpose"] == "sweep-recent"
     ]
     assert len(requests) == 1

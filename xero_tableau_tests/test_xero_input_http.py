@@ -195,7 +195,11 @@ def test_a_4dp_unit_price_reaches_the_published_table(world: World) -> None:
         read_window_into_lake(
             xero.client, world.lake, world.tenant_id, "Invoices", [day], totals=ReadTotals()
         )
-    built = build_tenant_tables(world.lake, world.tenant_id)
+    engine = connect(world.settings.database_url)
+    try:
+        built = build_tenant_tables(world.lake, world.tenant_id, engine)
+    finally:
+        engine.dispose()
     (lines,) = [t.table for t in built.tables if t.name == "fct_invoice_lines"]
     assert lines.schema.field("unit_amount").type == pa.decimal128(18, 4)
     (row,) = [r for r in lines.to_pylist() if r["line_item_id"] == line_id]
@@ -343,7 +347,11 @@ def test_sixty_float_noise_documents_in_sixty_documents_in_the_tables(
         exact = {c["InvoiceID"]: Decimal(str(c["SubTotal"])) for c in created}
         got = {row["id"]: row["sub_total"] for row in documents.to_pylist() if row["id"] in ids}
         assert got == exact
-        built = build_tenant_tables(settings.lake_dir, tenant_id)
+        engine = connect(settings.database_url)
+        try:
+            built = build_tenant_tables(settings.lake_dir, tenant_id, engine)
+        finally:
+            engine.dispose()
         (lines,) = [t for t in built.tables if t.name == "fct_invoice_lines"]
         assert ids <= set(lines.table.column("invoice_id").to_pylist())
         assert not [q for q in built.quarantined if q["id"] in ids]

@@ -33,7 +33,8 @@ def build_raw_asset(spec: XeroEntity) -> dg.AssetsDefinition:
     def raw_entity(context: dg.AssetExecutionContext, xero: XeroResource) -> dg.MaterializeResult:
         if spec.asset_name in xero.disabled_entities:
             context.log.info(
-                f"{spec.endpoint} is switched off (XT_DISABLED_ENTITIES): nothing read"
+                f"{spec.endpoint} is switched off (XT_DISABLED_ENTITIES): nothing read, its "
+                "tables are empty; switched on again, its next run reads from its watermark"
             )
             return dg.MaterializeResult(metadata={"disabled": True, "dagster/row_count": 0})
         tenants = days_by_tenant(context.partition_keys)

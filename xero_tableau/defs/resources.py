@@ -93,8 +93,13 @@ class XeroResource(dg.ConfigurableResource):
     )
     disabled_entities: list[str] = Field(
         default_factory=list,
-        description="XT_DISABLED_ENTITIES: optional entities not read (credit_notes, "
-        "manual_journals, purchase_orders).",
+        description="XT_DISABLED_ENTITIES: optional entities switched off (credit_notes, "
+        "manual_journals, purchase_orders): not read, and their tables empty.",
+    )
+    sweep_period_days: int = Field(
+        default=7,
+        description="XT_SWEEP_PERIOD_DAYS: the nightly sweep re-reads all history within this "
+        "many nights (stretched when the daily call budget needs it).",
     )
     webhook_retry_seconds: int = Field(
         default=30,
@@ -121,6 +126,7 @@ class XeroResource(dg.ConfigurableResource):
                         "XERO_PAGE_SIZE": str(self.page_size),
                         "XT_DISABLED_ENTITIES": ",".join(self.disabled_entities),
                         "XT_WEBHOOK_RETRY_SECONDS": str(self.webhook_retry_seconds),
+                        "XT_SWEEP_PERIOD_DAYS": str(self.sweep_period_days),
                     }
                 ),
             }
@@ -215,6 +221,7 @@ def resources_from_env(env: Mapping[str, str]) -> dict[str, dg.ConfigurableResou
         page_size=settings.xero_page_size,
         disabled_entities=sorted(settings.disabled_entities),
         webhook_retry_seconds=settings.webhook_retry_seconds,
+        sweep_period_days=settings.sweep_period_days,
     )
     tableau = TableauResource(
         state=state,

@@ -3,28 +3,36 @@
 - ``xero_poll``: every 15 minutes, the entities Xero has no webhooks for, for yesterday and
   today, one run per tenant.
 - ``xero_webhook_safety_poll``: hourly, the same for invoices, credit notes and contacts.
-- ``xero_sweep``: nightly, re-reads the last 7 days and a rolling 90-day slice of older history.
+- ``xero_sweep``: nightly, per tenant, re-reads the last 7 days and a slice of older history
+  (``xero_tableau.sweep``: all of it since the organisation's creation within
+  ``XT_SWEEP_PERIOD_DAYS`` nights, inside the daily call budget).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
 from xero_tableau.asset_names import (
-    HISTORY_START,
     PURPOSE_TAG,
     XERO_TENANTS,
     day_range_tags,
     raw_path,
 )
+from xero_tableau.defs.resources import XeroResource
 from xero_tableau.entities import TRANSACTIONAL
+from xero_tableau.sweep import RECENT_DAYS, plan_tenant
 
 POLLED = [dg.AssetKey(raw_path(e)) for e in TRANSACTIONAL if not e.webhook_category]
 WEBHOOKED = [dg.AssetKey(raw_path(e)) for e in TRANSACTIONAL if e.webhook_category]
 ALL_RAW = POLLED + WEBHOOKED
-SWEEP_RECENT_DAYS = 7
-SWEEP_SLICE_DAYS = 90
+#: Run tags of the sweep's runs: the calls the run is estimated to cost, the nights in which the
+#: sweep reads all history (the setting, or stretched to fit the budget), the calls the night
+#: may spend, and what the plan had to give up to stay within them.
+SWEEP_CALLS_TAG = "xero/sweep_calls_estimate"
+SWEEP_PERIOD_TAG = "xero/sweep_period_days"
+SWEEP_BUDGET_TAG = "xero/sweep_call_budget"
+SWEEP_NOTE_TAG = "xero/sweep_note"
 
 
 def range_requests(
@@ -35,13 +43,14 @@ def range_requests(
     *,
     purpose: str,
     stamp: str,
+    tags: Mapping[str, str] | None = None,
 ) -> list[dg.RunRequest]:
     """One single-run request per tenant over days ``first..last`` of ``assets``."""
     return [
         dg.RunRequest(
             run_key=f"{purpose}-{tenant}-{first}-{last}-{stamp}",
             asset_selection=assets,
-            tags={**day_range_tags(tenant, first, last), PURPOSE_TAG: purpose},
+            tags={**day_range_tags(tenant, first, last), PURPOSE_TAG: purpose, **(tags or {})},
         )
         for tenant in tenants
     ]
@@ -50,18 +59,6 @@ def range_requests(
 def _scheduled_day(context: dg.ScheduleEvaluationContext) -> date:
     when = context.scheduled_execution_time or datetime.now(UTC)
     return when.astimezone(UTC).date()
-
-
-def sweep_slice(today: date, history_start: date, slice_days: int) -> tuple[date, date]:
-    """The older slice swept on ``today``: slices of ``slice_days`` from ``history_start`` up to
-    the recent window, taken in turn, one per day."""
-    recent_start = today - timedelta(days=SWEEP_RECENT_DAYS)
-    span = max(1, (recent_start - history_start).days)
-    slices = max(1, -(-span // slice_days))
-    index = today.toordinal() % slices
-    first = history_start + timedelta(days=index * slice_days)
-    last = min(first + timedelta(days=slice_days - 1), recent_start - timedelta(days=1))
-    return first, max(first, last)
 
 
 def _poll(context: dg.ScheduleEvaluationContext, assets: list[dg.AssetKey], purpose: str):
@@ -107,25 +104,55 @@ def xero_webhook_safety_poll(context: dg.ScheduleEvaluationContext):
     execution_timezone="UTC",
     target=dg.AssetSelection.assets(*ALL_RAW),
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Nightly re-read of the last 7 days and a rolling 90-day slice of older history, "
-    "for changes that do not bump UpdatedDateUTC.",
+    description=f"Nightly re-read of the last {RECENT_DAYS} days and a slice of older history, "
+    "so that all history since the organisation's creation is read again within "
+    "XT_SWEEP_PERIOD_DAYS nights (within the daily call budget): catches the changes that do "
+    "not bump UpdatedDateUTC.",
 )
-def xero_sweep(context: dg.ScheduleEvaluationContext):
+def xero_sweep(context: dg.ScheduleEvaluationContext, xero: XeroResource):
     tenants = context.instance.get_dynamic_partitions(XERO_TENANTS)
     if not tenants:
         return dg.SkipReason("no Xero tenant connected yet: run `xero-tableau connect`")
     today = _scheduled_day(context)
     stamp = today.isoformat()
-    old_first, old_last = sweep_slice(today, date.fromisoformat(HISTORY_START), SWEEP_SLICE_DAYS)
-    recent = range_requests(
-        tenants,
-        ALL_RAW,
-        today - timedelta(days=SWEEP_RECENT_DAYS),
-        today,
-        purpose="sweep-recent",
-        stamp=stamp,
-    )
-    older = range_requests(
-        tenants, ALL_RAW, old_first, old_last, purpose="sweep-history", stamp=stamp
-    )
-    return recent + older
+    lake = xero.state.lake_dir
+    switched_on = [e.endpoint for e in TRANSACTIONAL if e.asset_name not in xero.disabled_entities]
+    requests: list[dg.RunRequest] = []
+    for tenant in tenants:
+        plan = plan_tenant(
+            lake,
+            tenant,
+            today,
+            entities=switched_on,
+            period=xero.sweep_period_days,
+            page_size=xero.page_size,
+            daily_call_limit=xero.daily_call_limit,
+        )
+        tags = {SWEEP_PERIOD_TAG: str(plan.period), SWEEP_BUDGET_TAG: str(plan.budget)}
+        if plan.note:
+            tags[SWEEP_NOTE_TAG] = plan.note
+            context.log.warning(f"sweep of {tenant}: {plan.note}")
+        older = f"{plan.older[0]} .. {plan.older[1]}" if plan.older else "none"
+        context.log.info(
+            f"sweep of {tenant}: recent {plan.recent[0]} .. {plan.recent[1]}, older {older} "
+            f"(~{plan.calls} of {plan.budget} calls; all history since {plan.created} "
+            f"every {plan.period} nights)"
+        )
+        requests += range_requests(
+            [tenant],
+            ALL_RAW,
+            *plan.recent,
+            purpose="sweep-recent",
+            stamp=stamp,
+            tags={**tags, SWEEP_CALLS_TAG: str(plan.recent_calls)},
+        )
+        if plan.older is not None:
+            requests += range_requests(
+                [tenant],
+                ALL_RAW,
+                *plan.older,
+                purpose="sweep-history",
+                stamp=stamp,
+                tags={**tags, SWEEP_CALLS_TAG: str(plan.older_calls)},
+            )
+    return requests

@@ -14,7 +14,7 @@ import dagster as dg
 
 from xero_tableau.asset_names import EXTRACTS_PATH, raw_path, table_path
 from xero_tableau.defs.partitions import ALL_DAYS_OF_TENANT, xero_tenants
-from xero_tableau.defs.resources import StateResource, TableauResource
+from xero_tableau.defs.resources import StateResource, TableauResource, XeroResource
 from xero_tableau.entities import REFERENCE, TRANSACTIONAL
 from xero_tableau.previews import markdown_preview
 from xero_tableau.store import db, lake
@@ -108,12 +108,15 @@ def _result(key: dg.AssetKey, check: TableCheck, outcome: CheckOutcome) -> dg.As
     ],
     can_subset=False,
 )
-def xero_tables(context: dg.AssetExecutionContext, state: StateResource):
-    """Rebuild every fact and dimension of one tenant from its raw partitions."""
+def xero_tables(context: dg.AssetExecutionContext, state: StateResource, xero: XeroResource):
+    """Rebuild every fact and dimension of one tenant from its raw partitions (none of a
+    switched-off entity: its tables are empty)."""
     settings = state.settings()
     engine = db.connect(settings.database_url)
     try:
-        built = build_tenant_tables(settings.lake_dir, context.partition_key, engine)
+        built = build_tenant_tables(
+            settings.lake_dir, context.partition_key, engine, disabled=xero.disabled_entities
+        )
     except MissingOrganisation as exc:
         raise dg.Failure(str(exc)) from exc
     finally:

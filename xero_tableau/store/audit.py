@@ -2,8 +2,9 @@
 
 Three sources in the state DB, joined by the Xero id when asked (``xero-tableau audit <id>``):
 
-- ``xero_record_versions``: each version of a record (its ``UpdatedDateUTC``) the first time a run
-  wrote it to the lake, with the fetch time, the Dagster run, why it ran and how it read;
+- ``xero_record_versions``: each version of a record (its ``UpdatedDateUTC`` and a digest of its
+  content, so an edit Xero did not date is a version too) the first time a run wrote it to the
+  lake, with the fetch time, the Dagster run, why it ran and how it read;
 - ``xero_webhook_events``: every webhook event about the record, when it was received and which
   run covered it;
 - ``tableau_publish_batches`` + ``tableau_published_documents``: each publish that carried the
@@ -13,7 +14,9 @@ Three sources in the state DB, joined by the Xero id when asked (``xero-tableau 
 No dagster here.
 """
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,6 +53,21 @@ def _insert_many(
             conn.execute(statement, rows[start : start + ROWS_PER_TRANSACTION])
 
 
+def content_digest(record: Mapping[str, Any]) -> str:
+    """A digest of a record's content as Xero sent it: the same JSON (in any key order) gives
+    the same digest, any changed value a different one."""
+    text = json.dumps(
+        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _row_digests(documents: pa.Table) -> list[str]:
+    """Digests of the documents' own columns (what is there without the raw records)."""
+    names = [n for n in documents.column_names if n != "fetched_at_utc"]
+    return [content_digest(row) for row in documents.select(names).to_pylist()]
+
+
 def record_versions(
     engine: Engine,
     tenant_id: str,
@@ -59,11 +77,21 @@ def record_versions(
     run_id: str | None,
     purpose: str | None,
     read_mode: str | None,
+    digests: Sequence[str] | None = None,
 ) -> None:
     """Note every record version in ``documents`` (a raw day batch: ``id``, ``updated_at_utc``,
-    ``fetched_at_utc``, a status column); versions already noted keep their first sighting."""
+    ``fetched_at_utc``, a status column); versions already noted keep their first sighting.
+
+    A version is an ``UpdatedDateUTC`` with a content: ``digests`` (one per row, normally
+    :func:`content_digest` of the raw record) tell apart two reads of one ``UpdatedDateUTC``
+    whose content differs, the edits Xero does not date. Without them, the documents' own
+    columns are digested."""
     if documents.num_rows == 0:
         return
+    if digests is None:
+        digests = _row_digests(documents)
+    if len(digests) != documents.num_rows:
+        raise ValueError(f"{len(digests)} digests for {documents.num_rows} documents")
     status_column = "status" if "status" in documents.column_names else "contact_status"
     statuses = (
         documents.column(status_column).to_pylist()
@@ -76,21 +104,23 @@ def record_versions(
             "entity": entity,
             "xero_id": str(xero_id).lower(),
             "updated_at_utc": updated,
+            "content_digest": digest,
             "status": status,
             "fetched_at": fetched,
             "run_id": run_id,
             "purpose": purpose,
             "read_mode": read_mode,
         }
-        for xero_id, updated, fetched, status in zip(
+        for xero_id, updated, digest, fetched, status in zip(
             documents.column("id").to_pylist(),
             documents.column("updated_at_utc").to_pylist(),
+            digests,
             documents.column("fetched_at_utc").to_pylist(),
             statuses,
             strict=True,
         )
     ]
-    key = ["tenant_id", "entity", "xero_id", "updated_at_utc"]
+    key = ["tenant_id", "entity", "xero_id", "updated_at_utc", "content_digest"]
     _insert_many(engine, xero_record_versions, rows, key)
 
 
@@ -132,6 +162,7 @@ class Version:
     tenant_id: str
     entity: str
     updated_at_utc: datetime
+    content_digest: str | None  # None: noted before digests were kept
     status: str | None
     fetched_at: datetime
     run_id: str | None
@@ -185,21 +216,24 @@ def trail(engine: Engine, xero_id: str, tables_of: Mapping[str, str]) -> Trail:
     v, e = xero_record_versions, xero_webhook_events
     b, d = tableau_publish_batches, tableau_published_documents
     with engine.connect() as conn:
-        versions = [
-            Version(
-                r.tenant_id,
-                r.entity,
-                as_utc(r.updated_at_utc),
-                r.status,
-                as_utc(r.fetched_at),
-                r.run_id,
-                r.purpose,
-                r.read_mode,
-            )
-            for r in conn.execute(
-                sa.select(v).where(v.c.xero_id == wanted).order_by(v.c.updated_at_utc, v.c.id)
-            )
-        ]
+        versions = _without_upgrade_repeats(
+            [
+                Version(
+                    r.tenant_id,
+                    r.entity,
+                    as_utc(r.updated_at_utc),
+                    r.content_digest,
+                    r.status,
+                    as_utc(r.fetched_at),
+                    r.run_id,
+                    r.purpose,
+                    r.read_mode,
+                )
+                for r in conn.execute(
+                    sa.select(v).where(v.c.xero_id == wanted).order_by(v.c.updated_at_utc, v.c.id)
+                )
+            ]
+        )
         events = [
             WebhookEvent(
                 r.tenant_id,
@@ -242,6 +276,22 @@ def trail(engine: Engine, xero_id: str, tables_of: Mapping[str, str]) -> Trail:
     return Trail(wanted, versions, events, publishes)
 
 
+def _without_upgrade_repeats(versions: list[Version]) -> list[Version]:
+    """Drop the first digested sighting of a version noted before digests were kept (its
+    content was not recorded then, so the first re-read is taken as the same version)."""
+    undigested = {
+        (x.tenant_id, x.entity, x.updated_at_utc) for x in versions if not x.content_digest
+    }
+    kept = []
+    for x in versions:
+        key = (x.tenant_id, x.entity, x.updated_at_utc)
+        if x.content_digest and key in undigested:
+            undigested.discard(key)
+            continue
+        kept.append(x)
+    return kept
+
+
 def _publish(row: Any, version_updated_at: datetime | None) -> Publish:
     return Publish(
         tenant_id=row.tenant_id or "",
@@ -272,6 +322,7 @@ def format_trail(found: Trail) -> str:
     for x in found.versions:
         lines.append(
             f"  UpdatedDateUTC {_t(x.updated_at_utc)}  {x.entity} {x.status or ''}  "
+            f"content {(x.content_digest or '-')[:8]}  "
             f"fetched {_t(x.fetched_at)}  run {x.run_id or '-'} ({x.purpose or '-'}, "
             f"read by {x.read_mode or '-'})  tenant {x.tenant_id}"
         )

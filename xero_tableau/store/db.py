@@ -91,6 +91,9 @@ def connect(url: str) -> Engine:
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine)
+    # First the one migration that changes a key, then the columns that only get added (in
+    # that order: adding content_digest first would make the key migration think it was done).
+    _migrate_record_versions(engine)
     _add_missing_columns(engine)
     return engine
 
@@ -120,6 +123,67 @@ def _add_missing_columns(engine: Engine) -> None:
                 now = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
                 if column.name not in now:
                     raise
+
+
+def _migrate_record_versions(engine: Engine) -> None:
+    """Give a ``xero_record_versions`` made before ``content_digest`` existed the column and
+    the key that includes it (the old key, without it, would drop an undated edit). Rows kept
+    have no digest. Done once, under a write lock, by whichever process connects first."""
+    table = xero_record_versions
+    if "content_digest" in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"LOCK TABLE {table.name} IN ACCESS EXCLUSIVE MODE")
+            columns = sa.inspect(conn).get_columns(table.name)
+            if "content_digest" in {c["name"] for c in columns}:
+                return
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN content_digest VARCHAR(32)")
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table.name} DROP CONSTRAINT IF EXISTS uq_xero_record_versions"
+            )
+            conn.execute(sa.schema.AddConstraint(_versions_key()))
+        return
+    # SQLite cannot drop a table's constraint: rebuild the table in one transaction.
+    raw = engine.raw_connection()
+    try:
+        dbapi: Any = raw.driver_connection
+        isolation = dbapi.isolation_level
+        dbapi.isolation_level = None  # we issue BEGIN and COMMIT ourselves
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            present = [row[1] for row in cursor.execute(f"PRAGMA table_info({table.name})")]
+            if "content_digest" in present:
+                cursor.execute("COMMIT")
+                return
+            legacy = f"{table.name}_legacy"
+            for index in table.indexes:
+                cursor.execute(f"DROP INDEX IF EXISTS {index.name}")
+            cursor.execute(f"ALTER TABLE {table.name} RENAME TO {legacy}")
+            cursor.execute(str(sa.schema.CreateTable(table).compile(dialect=engine.dialect)))
+            for index in table.indexes:
+                cursor.execute(str(sa.schema.CreateIndex(index).compile(dialect=engine.dialect)))
+            kept = ", ".join(present)
+            cursor.execute(f"INSERT INTO {table.name} ({kept}) SELECT {kept} FROM {legacy}")
+            cursor.execute(f"DROP TABLE {legacy}")
+            cursor.execute("COMMIT")
+        except BaseException:
+            if dbapi.in_transaction:
+                cursor.execute("ROLLBACK")
+            raise
+        finally:
+            dbapi.isolation_level = isolation
+    finally:
+        raw.close()
+
+
+def _versions_key() -> sa.UniqueConstraint:
+    return next(
+        c
+        for c in xero_record_versions.constraints
+        if isinstance(c, sa.UniqueConstraint) and c.name == "uq_xero_record_versions_content"
+    )
 
 
 # Xero rate limiting shared by every process (``xero_tableau.rate_limits``); timestamps are
@@ -236,9 +300,11 @@ xero_webhook_events = sa.Table(
 )
 
 # The audit trail, Xero side: one row per version of a record a run wrote to the lake (the first
-# run that saw that UpdatedDateUTC), with the run, why it ran (``purpose``: webhook, poll,
-# safety-poll, sweep-recent, sweep-history, sync, backfill) and how it read (``read_mode``: window
-# or ids). ``xero_tableau.store.audit`` writes it and answers `xero-tableau audit <xero-id>`.
+# run that saw that UpdatedDateUTC with that content: ``content_digest`` tells apart the edits
+# Xero does not date, such as a line's account code), with the run, why it ran (``purpose``:
+# webhook, poll, safety-poll, sweep-recent, sweep-history, sync, backfill) and how it read
+# (``read_mode``: window or ids). ``xero_tableau.store.audit`` writes it and answers
+# `xero-tableau audit <xero-id>`. Rows noted before the digest existed have none (NULL).
 xero_record_versions = sa.Table(
     "xero_record_versions",
     metadata,
@@ -247,15 +313,35 @@ xero_record_versions = sa.Table(
     sa.Column("entity", sa.String(32), nullable=False),
     sa.Column("xero_id", sa.String(64), nullable=False),
     sa.Column("updated_at_utc", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("content_digest", sa.String(32), nullable=True),
     sa.Column("status", sa.String(32), nullable=True),
     sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
     sa.Column("purpose", sa.String(32), nullable=True),
     sa.Column("read_mode", sa.String(16), nullable=True),
     sa.UniqueConstraint(
-        "tenant_id", "entity", "xero_id", "updated_at_utc", name="uq_xero_record_versions"
+        "tenant_id",
+        "entity",
+        "xero_id",
+        "updated_at_utc",
+        "content_digest",
+        name="uq_xero_record_versions_content",
     ),
     sa.Index("ix_xero_record_versions_xero_id", "xero_id"),
+)
+
+# How far each tenant's entity has been read (``xero_tableau.store.watermarks``): every change
+# Xero made before ``read_through`` is in the raw lake. A read that reaches the present and
+# starts at or before the previous mark moves it forward (never back); a run after a gap (an
+# entity switched off, a stopped daemon) reads from it.
+xero_read_watermarks = sa.Table(
+    "xero_read_watermarks",
+    metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("read_through", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # The audit trail, Tableau side: which document versions an incremental (or creating) publish
