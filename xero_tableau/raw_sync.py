@@ -4,7 +4,9 @@
 partitions (``xero_tableau.raw_lake``) keyed by each record's current ``UpdatedDateUTC``:
 :func:`read_window_into_lake` replaces each day of a window whole, and
 :func:`read_ids_into_lake` merges the changed records by id into their current day, leaving the
-rest of that day as it was.
+rest of that day as it was. Every record written carries how it was read, unless the read found
+it unchanged (``transform.provenance``). :func:`write_reference_snapshot` does the same for the
+reference snapshots.
 """
 
 from collections import defaultdict
@@ -17,10 +19,12 @@ from typing import Any
 import pyarrow as pa
 
 from xero_tableau import raw_lake
+from xero_tableau.asset_names import sync_source
 from xero_tableau.entities import transactional
 from xero_tableau.store.audit import record_versions
-from xero_tableau.store.event_queue import EventQueue
-from xero_tableau.transform.raw import flatten
+from xero_tableau.store.event_queue import Event, EventQueue
+from xero_tableau.transform.provenance import carry_provenance, reference_reads
+from xero_tableau.transform.raw import ReadProvenance, flatten
 from xero_tableau.webhooks.planner import choose_read
 from xero_tableau.xero.client import XeroClient, updated_ms
 from xero_tableau.xero_connection import XeroConnection
@@ -64,8 +68,13 @@ def _write(
     totals: ReadTotals,
     warn: Callable[[str], None],
     audit: "AuditHook | None",
+    read: ReadProvenance | None,
 ) -> None:
-    batch = flatten(endpoint, records, fetched_at)
+    batch = flatten(endpoint, records, fetched_at, read)
+    # A record read again with the same content keeps the provenance of the read that produced
+    # that content (transform/provenance.py), so re-reads never change published provenance.
+    previous = raw_lake.read_day_tables(lake, tenant_id, endpoint, day)
+    batch = carry_provenance(endpoint, batch, previous)
     raw_lake.write_day_partition(lake, tenant_id, endpoint, day, batch, records)
     if audit is not None:
         audit(tenant_id, endpoint, batch.documents)
@@ -92,8 +101,10 @@ def read_window_into_lake(
     log: Callable[[str], None] = lambda _m: None,
     warn: Callable[[str], None] = lambda _m: None,
     audit: AuditHook | None = None,
+    read: ReadProvenance | None = None,
 ) -> None:
-    """Read ``days[0] .. days[-1]`` with one paged window query and replace each of ``days``."""
+    """Read ``days[0] .. days[-1]`` with one paged window query and replace each of ``days``
+    (``read``: how, stamped on what is new)."""
     start, end = day_start(days[0]), day_start(days[-1]) + timedelta(days=1)
     fetched_at = datetime.now(UTC)
     by_day: dict[date, list[dict[str, Any]]] = defaultdict(list)
@@ -103,7 +114,7 @@ def read_window_into_lake(
         log(f"{sum(map(len, by_day.values()))} {endpoint} read so far")
     for day in days:
         records = by_day.get(day, [])
-        _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit)
+        _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit, read)
 
 
 def read_ids_into_lake(
@@ -116,8 +127,10 @@ def read_ids_into_lake(
     totals: ReadTotals,
     warn: Callable[[str], None] = lambda _m: None,
     audit: AuditHook | None = None,
+    read: ReadProvenance | None = None,
 ) -> list[date]:
-    """Read ``ids`` and merge each record into its current day; returns the days rewritten."""
+    """Read ``ids`` and merge each record into its current day; returns the days rewritten
+    (``read``: how, stamped on what is new)."""
     fetched_at = datetime.now(UTC)
     spec = transactional(endpoint)
     id_field = spec.id_field
@@ -131,7 +144,7 @@ def read_ids_into_lake(
             if str(r.get(id_field, "")).lower() not in changed
         ]
         records = kept + list(changed.values())
-        _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit)
+        _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit, read)
     return sorted(fresh)
 
 
@@ -142,6 +155,19 @@ def window_estimate(
     now plus the changed records (which may be new)."""
     held = sum(raw_lake.day_document_count(lake, tenant_id, endpoint, day) for day in days)
     return held + changed
+
+
+def event_times(events: Sequence[Event], tenant_id: str) -> dict[str, datetime]:
+    """Record id (lower case) -> time of the latest of ``events`` about it in ``tenant_id``: the
+    webhook event that makes a run read the record."""
+    latest: dict[str, datetime] = {}
+    for event in events:
+        if event.tenant_id.lower() != tenant_id.lower():
+            continue
+        key = event.resource_id.lower()
+        if key not in latest or event.event_time > latest[key]:
+            latest[key] = event.event_time
+    return latest
 
 
 @dataclass
@@ -189,11 +215,13 @@ def sync_entity(
         return note
 
     changed: list[str] = []
+    covered: list[Event] = []
     if webhook_batch:
         covered = EventQueue(conn.engine).of_run(webhook_batch)
         changed = sorted({e.resource_id for e in covered})
         log(f"webhook batch {webhook_batch}: {len(covered)} event(s), {len(changed)} changed")
     for tenant_id, days in days_by_tenant.items():
+        read = ReadProvenance(sync_source(purpose), run_id, event_times(covered, tenant_id))
         result.windows.append(f"{tenant_id}: {days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}")
         mode = "window"
         if webhook_batch:
@@ -216,6 +244,7 @@ def sync_entity(
                 totals=result.totals,
                 warn=warn,
                 audit=audit("ids"),
+                read=read,
             )
             log(f"merged into {', '.join(map(str, written)) or 'no day'}")
         else:
@@ -230,8 +259,36 @@ def sync_entity(
                 log=debug,
                 warn=warn,
                 audit=audit("window"),
+                read=read,
             )
     if result.totals.partitions > COMPACT_AFTER:
         for tenant_id in days_by_tenant:
             raw_lake.compact_entity(lake, tenant_id, endpoint)
     return result
+
+
+def write_reference_snapshot(
+    lake: Path,
+    tenant_id: str,
+    endpoint: str,
+    records: list[dict[str, Any]],
+    *,
+    run_id: str | None,
+    purpose: str | None,
+    read_at: datetime | None = None,
+) -> None:
+    """Replace a tenant's snapshot of a reference entity with ``records``, just read, and keep
+    with it the provenance of the dimension rows it gives (``transform.provenance``): a row
+    the read found unchanged keeps the read that last changed it."""
+    read_at = read_at or datetime.now(UTC)
+    before, kept = raw_lake.read_reference_snapshot(lake, tenant_id, endpoint)
+    reads = reference_reads(
+        endpoint,
+        tenant_id,
+        before,
+        kept,
+        records,
+        ReadProvenance(sync_source(purpose), run_id),
+        read_at,
+    )
+    raw_lake.write_reference(lake, tenant_id, endpoint, records, reads=reads)
