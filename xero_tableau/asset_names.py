@@ -30,6 +30,23 @@ TENANT_TAG = "xero/tenant"
 #: Run tag with the number of webhook events a webhook run covers.
 WEBHOOK_EVENTS_TAG = "xero/webhook_events"
 
+#: ``sync_source`` of the published rows (transform/schema.py) for each ``PURPOSE_TAG`` value:
+#: the five ways a record is read. Any other value, and a run without the tag, is a backfill.
+SYNC_SOURCES: dict[str, str] = {
+    "webhook": "webhook",
+    "poll": "poll",
+    "safety-poll": "poll",
+    "sweep-recent": "sweep",
+    "sweep-history": "sweep",
+    "sync": "sync",
+    "backfill": "backfill",
+}
+
+
+def sync_source(purpose: str | None) -> str:
+    """The published ``sync_source`` of a run's ``xero/purpose`` tag (``SYNC_SOURCES``)."""
+    return SYNC_SOURCES.get(purpose or "backfill", "backfill")
+
 
 def raw_path(entity: XeroEntity) -> tuple[str, ...]:
     """``xero/raw/<asset name>``: the raw asset of an entity (transactional or reference)."""

@@ -60,8 +60,10 @@ __all__ = [
     "partition_dir",
     "quarantined",
     "read_day_records",
+    "read_day_tables",
     "read_entity",
     "read_reference",
+    "read_reference_snapshot",
     "reference_path",
     "update_undated",
     "write_day_partition",
@@ -302,6 +304,19 @@ def read_day_records(lake: Path, tenant_id: str, entity: str, day: date) -> list
     except FileNotFoundError:
         return []
     return _loads(gzip.decompress(data))
+
+
+def read_day_tables(
+    lake: Path, tenant_id: str, entity: str, day: date
+) -> tuple[pa.Table, pa.Table | None] | None:
+    """The documents and lines of one partition in the current lake schema (columns a partition
+    written by an older version lacks are null), or None when the day has no partition."""
+    folder = entity_dir(lake, tenant_id, entity)
+    name = f"day={day.isoformat()}"
+    if not (folder / name).is_dir():
+        return None
+    segment = _read_day(folder, name, (DOCUMENT_SCHEMAS[entity], LINE_SCHEMAS.get(entity)))
+    return segment.documents, segment.lines
 
 
 def day_document_count(lake: Path, tenant_id: str, entity: str, day: date) -> int:
@@ -772,18 +787,39 @@ def reference_path(lake: Path, tenant_id: str, entity: str) -> Path:
     return tenant_dir(lake, tenant_id) / "reference" / f"{entity_snake(entity)}.json"
 
 
-def write_reference(lake: Path, tenant_id: str, entity: str, records: list[dict[str, Any]]) -> None:
-    """Replace a tenant's snapshot of a reference entity (atomic write of the raw JSON list;
-    for Organisation, a one-element list)."""
-    atomic_write_bytes(reference_path(lake, tenant_id, entity), _dumps(records, 1))
+def write_reference(
+    lake: Path,
+    tenant_id: str,
+    entity: str,
+    records: list[dict[str, Any]],
+    reads: dict[str, Any] | None = None,
+) -> None:
+    """Replace a tenant's snapshot of a reference entity (for Organisation, a one-element list),
+    atomically. With ``reads`` (the provenance of the published rows it gives, see
+    ``raw_sync.write_reference_snapshot``) the file holds ``{"records": [...], "reads": {...}}``,
+    else the bare list of raw JSON records (what versions before provenance wrote)."""
+    payload: Any = records if reads is None else {"records": records, "reads": reads}
+    atomic_write_bytes(reference_path(lake, tenant_id, entity), _dumps(payload, 1))
+
+
+def read_reference_snapshot(
+    lake: Path, tenant_id: str, entity: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A snapshot's records and the provenance kept with it (``write_reference``'s ``reads``),
+    from one read of the file, so the two always belong together; ([], {}) if never written,
+    and {} for the provenance of a snapshot written without it."""
+    try:
+        stored = _loads(reference_path(lake, tenant_id, entity).read_bytes())
+    except FileNotFoundError:
+        return [], {}
+    if isinstance(stored, dict):
+        return stored["records"], stored.get("reads") or {}
+    return stored, {}
 
 
 def read_reference(lake: Path, tenant_id: str, entity: str) -> list[dict[str, Any]]:
     """A tenant's snapshot of a reference entity, numbers as Decimal; [] if never written."""
-    try:
-        return _loads(reference_path(lake, tenant_id, entity).read_bytes())
-    except FileNotFoundError:
-        return []
+    return read_reference_snapshot(lake, tenant_id, entity)[0]
 
 
 def history_start(lake: Path, tenant_id: str) -> date:

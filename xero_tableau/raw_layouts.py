@@ -1,11 +1,11 @@
 """The raw lake's columnar layout of each transactional Xero entity: Arrow schemas and row builders.
 
 A layout turns one validated record into a documents row and, for entities with lines, line rows
-naming exactly the schema's columns after the fixed head (checked by
-:func:`xero_tableau.transform.raw.flatten`). Schemas are fixed. Money is ``decimal128(18, 2)``,
-quantities and unit prices ``decimal128(18, 4)``, rates ``decimal128(18, 6)``; ``/Date(0+0000)/``
-is stored as null. Which layout belongs to which endpoint is said once, in
-``xero_tableau.entities``.
+naming exactly the schema's columns after the fixed head (``DOC_HEAD``: the id, the versions and
+the read's provenance; checked by :func:`xero_tableau.transform.raw.flatten`). Schemas are fixed.
+Money is ``decimal128(18, 2)``, quantities and unit prices ``decimal128(18, 4)``, rates
+``decimal128(18, 6)``; ``/Date(0+0000)/`` is stored as null. Which layout belongs to which
+endpoint is said once, in ``xero_tableau.entities``.
 
 No dagster here.
 """
@@ -52,7 +52,18 @@ _DOC_HEAD = [
     _f("id", pa.string(), False),
     _f("updated_at_utc", INSTANT, False),
     _f("fetched_at_utc", INSTANT, False),
+    # Provenance of the stored content (transform/provenance.py): the read that produced it,
+    # which is the latest read unless later reads found the same content. Null in partitions
+    # written before these columns existed.
+    _f("synced_at_utc", INSTANT),
+    _f("sync_source", pa.string()),
+    _f("dagster_run_id", pa.string()),
+    _f("source_event_at_utc", INSTANT),
 ]
+#: Columns every documents schema starts with; the layout's row builder fills the rest.
+DOC_HEAD = tuple(f.name for f in _DOC_HEAD)
+#: The provenance part of ``DOC_HEAD``.
+PROVENANCE = ("synced_at_utc", "sync_source", "dagster_run_id", "source_event_at_utc")
 _LINE_HEAD = [
     _f("document_id", pa.string(), False),
     _f("document_row", pa.int32(), False),

@@ -7,6 +7,9 @@ partitions (``xero_tableau.raw_lake``) keyed by each record's current ``UpdatedD
 rest of that day as it was. A record whose ``UpdatedDateUTC`` names no day is quarantined in the
 entity's ``undated.json`` while the rest of its page goes on; an amount read through float noise
 is counted as a data-quality note (``ReadTotals.dq_notes``, kept beside the day in the lake).
+Every record written carries how it was read, unless the read found it unchanged
+(``transform.provenance``). :func:`write_reference_snapshot` does the same for the reference
+snapshots.
 
 A window read that reaches the present (its days end yesterday or today) starts no later than
 the day of the entity's read watermark (``store.watermarks``: when the last such read started),
@@ -27,11 +30,13 @@ import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 from xero_tableau import raw_lake
+from xero_tableau.asset_names import sync_source
 from xero_tableau.entities import XeroEntity, transactional
 from xero_tableau.store import watermarks
 from xero_tableau.store.audit import content_digest, record_versions
-from xero_tableau.store.event_queue import EventQueue
-from xero_tableau.transform.raw import flatten
+from xero_tableau.store.event_queue import Event, EventQueue
+from xero_tableau.transform.provenance import carry_provenance, reference_reads
+from xero_tableau.transform.raw import ReadProvenance, flatten
 from xero_tableau.webhooks.planner import choose_read
 from xero_tableau.xero.client import XeroClient, updated_ms
 from xero_tableau.xero.models import RejectedRecord
@@ -139,21 +144,27 @@ def _write(
     totals: ReadTotals,
     warn: Callable[[str], None],
     audit: "AuditHook | None",
-    read: list[dict[str, Any]] | None = None,
+    read: ReadProvenance | None,
+    just_read: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Replace one day partition with ``records``; note in the audit trail the versions of
-    those just ``read`` from Xero (default: all of them)."""
-    batch = flatten(endpoint, records, fetched_at)
+    """Replace one day partition with ``records`` (``read``: how they were read, stamped on
+    what is new); note in the audit trail the versions of those ``just_read`` from Xero
+    (default: all of them)."""
+    batch = flatten(endpoint, records, fetched_at, read)
+    # A record read again with the same content keeps the provenance of the read that produced
+    # that content (transform/provenance.py), so re-reads never change published provenance.
+    previous = raw_lake.read_day_tables(lake, tenant_id, endpoint, day)
+    batch = carry_provenance(endpoint, batch, previous)
     raw_lake.write_day_partition(lake, tenant_id, endpoint, day, batch, records)
     if audit is not None:
         spec = transactional(endpoint)
         documents = batch.documents
-        if read is not None:
-            fresh = {str(r.get(spec.id_field)) for r in read}
+        if just_read is not None:
+            fresh = {str(r.get(spec.id_field)) for r in just_read}
             ids = documents.column("id").to_pylist()
             documents = documents.filter(pa.array([i in fresh for i in ids], pa.bool_()))
         ids = documents.column("id").to_pylist()
-        audit(tenant_id, endpoint, documents, _digests(spec, read or records, ids))
+        audit(tenant_id, endpoint, documents, _digests(spec, just_read or records, ids))
     totals.partitions += 1
     totals.emptied += not records
     totals.records += batch.documents.num_rows
@@ -180,8 +191,10 @@ def read_window_into_lake(
     log: Callable[[str], None] = lambda _m: None,
     warn: Callable[[str], None] = lambda _m: None,
     audit: AuditHook | None = None,
+    read: ReadProvenance | None = None,
 ) -> None:
-    """Read ``days[0] .. days[-1]`` with one paged window query and replace each of ``days``."""
+    """Read ``days[0] .. days[-1]`` with one paged window query and replace each of ``days``
+    (``read``: how, stamped on what is new)."""
     start, end = day_start(days[0]), day_start(days[-1]) + timedelta(days=1)
     fetched_at = datetime.now(UTC)
     spec = transactional(endpoint)
@@ -197,7 +210,7 @@ def read_window_into_lake(
         log(f"{sum(map(len, by_day.values()))} {endpoint} read so far")
     for day in days:
         records = by_day.get(day, [])
-        _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit)
+        _write(lake, tenant_id, endpoint, day, records, fetched_at, totals, warn, audit, read)
     dated = [str(r.get(spec.id_field)) for records in by_day.values() for r in records]
     _quarantine_undated(lake, tenant_id, endpoint, undated, dated, totals, warn)
 
@@ -212,8 +225,10 @@ def read_ids_into_lake(
     totals: ReadTotals,
     warn: Callable[[str], None] = lambda _m: None,
     audit: AuditHook | None = None,
+    read: ReadProvenance | None = None,
 ) -> list[date]:
-    """Read ``ids`` and merge each record into its current day; returns the days rewritten."""
+    """Read ``ids`` and merge each record into its current day; returns the days rewritten
+    (``read``: how, stamped on what is new)."""
     fetched_at = datetime.now(UTC)
     spec = transactional(endpoint)
     id_field = spec.id_field
@@ -242,7 +257,8 @@ def read_ids_into_lake(
             totals,
             warn,
             audit,
-            read=list(changed.values()),
+            read,
+            just_read=list(changed.values()),
         )
     dated = [record_id for changed in fresh.values() for record_id in changed]
     _quarantine_undated(lake, tenant_id, endpoint, undated, dated, totals, warn)
@@ -274,6 +290,19 @@ def catch_up_day(engine: Engine, lake: Path, tenant_id: str, endpoint: str) -> t
 
 def _span(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def event_times(events: Sequence[Event], tenant_id: str) -> dict[str, datetime]:
+    """Record id (lower case) -> time of the latest of ``events`` about it in ``tenant_id``: the
+    webhook event that makes a run read the record."""
+    latest: dict[str, datetime] = {}
+    for event in events:
+        if event.tenant_id.lower() != tenant_id.lower():
+            continue
+        key = event.resource_id.lower()
+        if key not in latest or event.event_time > latest[key]:
+            latest[key] = event.event_time
+    return latest
 
 
 @dataclass
@@ -322,12 +351,14 @@ def sync_entity(
         return note
 
     changed: list[str] = []
+    covered: list[Event] = []
     if webhook_batch:
         covered = EventQueue(conn.engine).of_run(webhook_batch)
         changed = sorted({e.resource_id for e in covered})
         log(f"webhook batch {webhook_batch}: {len(covered)} event(s), {len(changed)} changed")
     today = datetime.now(UTC).date()
     for tenant_id, days in days_by_tenant.items():
+        read = ReadProvenance(sync_source(purpose), run_id, event_times(covered, tenant_id))
         mode = "window"
         if webhook_batch:
             estimate = window_estimate(lake, tenant_id, endpoint, days, len(changed))
@@ -350,6 +381,7 @@ def sync_entity(
                 totals=result.totals,
                 warn=warn,
                 audit=audit("ids"),
+                read=read,
             )
             log(f"merged into {', '.join(map(str, written)) or 'no day'}")
         else:
@@ -372,6 +404,7 @@ def sync_entity(
                 log=debug,
                 warn=warn,
                 audit=audit("window"),
+                read=read,
             )
             if since is not None and days[0] <= since:
                 through = min(started, day_start(days[-1] + timedelta(days=1)))
@@ -380,3 +413,30 @@ def sync_entity(
         for tenant_id in days_by_tenant:
             raw_lake.compact_entity(lake, tenant_id, endpoint)
     return result
+
+
+def write_reference_snapshot(
+    lake: Path,
+    tenant_id: str,
+    endpoint: str,
+    records: list[dict[str, Any]],
+    *,
+    run_id: str | None,
+    purpose: str | None,
+    read_at: datetime | None = None,
+) -> None:
+    """Replace a tenant's snapshot of a reference entity with ``records``, just read, and keep
+    with it the provenance of the dimension rows it gives (``transform.provenance``): a row
+    the read found unchanged keeps the read that last changed it."""
+    read_at = read_at or datetime.now(UTC)
+    before, kept = raw_lake.read_reference_snapshot(lake, tenant_id, endpoint)
+    reads = reference_reads(
+        endpoint,
+        tenant_id,
+        before,
+        kept,
+        records,
+        ReadProvenance(sync_source(purpose), run_id),
+        read_at,
+    )
+    raw_lake.write_reference(lake, tenant_id, endpoint, records, reads=reads)

@@ -169,7 +169,12 @@ def sync_all(
             say(f"  {label:<34} run {result.run_id[:8]}  {calls:>4} calls  {seconds:5.1f}s")
             return result
 
-        run("reference snapshots", REFERENCE_KEYS, partition_key=tenant.tenant_id)
+        run(
+            "reference snapshots",
+            REFERENCE_KEYS,
+            partition_key=tenant.tenant_id,
+            tags={PURPOSE_TAG: "sync"},
+        )
         first = _history_start(settings, tenant.tenant_id)
         run(
             f"raw entities {first} .. {today}",

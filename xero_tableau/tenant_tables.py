@@ -127,10 +127,15 @@ def build_tenant_tables(
             f"no organisation snapshot for tenant {tenant_id}: materialize xero/raw/organisation "
             "first (its base currency and time zone shape every table)"
         )
+    accounts, accounts_reads = raw_lake.read_reference_snapshot(lake_dir, tenant_id, "Accounts")
+    categories, categories_reads = raw_lake.read_reference_snapshot(
+        lake_dir, tenant_id, "TrackingCategories"
+    )
     reference = Reference(
         organisation=organisation[0],
-        accounts=raw_lake.read_reference(lake_dir, tenant_id, "Accounts"),
-        tracking_categories=raw_lake.read_reference(lake_dir, tenant_id, "TrackingCategories"),
+        accounts=accounts,
+        tracking_categories=categories,
+        reads={**accounts_reads.get("rows", {}), **categories_reads.get("rows", {})},
     )
     categories = parse_records("TrackingCategories", list(reference.tracking_categories)).records
     on_lines = line_tracking_categories(raw)

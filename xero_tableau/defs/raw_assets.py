@@ -13,6 +13,7 @@ from xero_tableau.defs.partitions import days_by_tenant, tenant_days
 from xero_tableau.defs.resources import XeroResource
 from xero_tableau.entities import TRANSACTIONAL, XeroEntity
 from xero_tableau.previews import markdown_preview
+from xero_tableau.raw_layouts import PROVENANCE
 from xero_tableau.raw_sync import sync_entity
 
 PREVIEW_ROWS = 5
@@ -56,8 +57,10 @@ def build_raw_asset(spec: XeroEntity) -> dg.AssetsDefinition:
             stats = conn.client.stats
             usage = {tid: conn.limiter.usage(tid) for tid in tenants}
         totals = run.totals
+        # the provenance columns say what the run's own tags say: the preview shows content
+        hidden = {"raw_json", *PROVENANCE}
         preview = [
-            {k: v for k, v in row.items() if k != "raw_json"}
+            {k: v for k, v in row.items() if k not in hidden}
             for row in totals.preview[:PREVIEW_ROWS]
         ]
         return dg.MaterializeResult(

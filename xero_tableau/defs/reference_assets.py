@@ -4,11 +4,22 @@ entities (``xero_tableau.entities``)."""
 
 import dagster as dg
 
-from xero_tableau import raw_lake
-from xero_tableau.asset_names import raw_path
+from xero_tableau.asset_names import PURPOSE_TAG, raw_path
 from xero_tableau.defs.partitions import xero_tenants
 from xero_tableau.defs.resources import XeroResource
 from xero_tableau.entities import REFERENCE, XeroEntity
+from xero_tableau.raw_sync import write_reference_snapshot
+
+# Tag Dagster puts on the runs its declarative automation launches (the 30-minute refresh).
+_AUTOMATION_TAG = "dagster/from_automation_condition"
+
+
+def _purpose(tags: dict[str, str]) -> str:
+    """The run's ``xero/purpose``; the automated refresh is a poll, anything else untagged a
+    backfill."""
+    if PURPOSE_TAG in tags:
+        return tags[PURPOSE_TAG]
+    return "poll" if tags.get(_AUTOMATION_TAG) == "true" else "backfill"
 
 
 def build_reference_asset(spec: XeroEntity) -> dg.AssetsDefinition:
@@ -27,7 +38,14 @@ def build_reference_asset(spec: XeroEntity) -> dg.AssetsDefinition:
             records = [r for page in conn.client.read_all(spec, tenant_id) for r in page]
             stats = conn.client.stats
             usage = conn.limiter.usage(tenant_id)
-        raw_lake.write_reference(xero.state.lake_dir, tenant_id, spec.endpoint, records)
+        write_reference_snapshot(
+            xero.state.lake_dir,
+            tenant_id,
+            spec.endpoint,
+            records,
+            run_id=context.run.run_id,
+            purpose=_purpose(dict(context.run.tags)),
+        )
         metadata: dict = {
             "dagster/row_count": len(records),
             "xero/calls": stats.calls,

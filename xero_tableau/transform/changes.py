@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pa_compute
 from pandas.util import hash_array as pandas_hash_array
 
-from xero_tableau.transform.schema import TABLES
+from xero_tableau.transform.schema import PROVENANCE_COLUMNS, TABLES
 
 # pyarrow.compute builds its functions at import time; the stubs do not list them.
 pc: Any = pa_compute
@@ -39,7 +39,9 @@ __all__ = [
 
 #: The fingerprint column of :func:`document_fingerprints`' result.
 FINGERPRINT = "fingerprint"
-_DEFAULT_IGNORE = ("fetched_at_utc",)
+# Columns that change on a re-read without the content changing: fetched_at_utc, and the
+# provenance, which by construction changes only together with the content (schema.py).
+_DEFAULT_IGNORE = ("fetched_at_utc", *PROVENANCE_COLUMNS)
 _NULL_TAG = np.uint64(0x6E756C6C5F746167)  # "null_tag": what a null contributes before mixing
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -199,7 +201,8 @@ def document_fingerprints(
 ) -> pa.Table:
     """One row per document of ``table``: its key columns (:func:`document_key`) and a uint64
     ``fingerprint`` of all its rows' values except the ``ignore`` columns (by default
-    ``fetched_at_utc``, which changes on every read without the data changing).
+    ``fetched_at_utc``, which changes on every read without the data changing, and the
+    provenance columns).
 
     Independent of row and column order; see the module docstring for the scheme. Sorted by
     key, so equal inputs give equal tables."""

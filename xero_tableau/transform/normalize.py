@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pa_compute
 
 from xero_tableau.entities import TRANSACTIONAL, parse_records
+from xero_tableau.raw_layouts import PROVENANCE
 from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS, empty_batch
 from xero_tableau.transform.schema import TABLES, TableSpec, arrow_schema
 from xero_tableau.xero.models import Account, Organisation, TrackingCategory
@@ -31,9 +33,11 @@ pc: Any = pa_compute
 __all__ = [
     "FACT_SOURCES",
     "NORMALIZE_COLUMNS",
+    "REFERENCE_TABLES",
     "Reference",
     "line_tracking_categories",
     "normalize",
+    "reference_dimension",
     "tracking_slots",
 ]
 
@@ -43,7 +47,7 @@ FACT_SOURCES: dict[str, str] = {
 """Published table -> the raw entity it is built from (dim_accounts and dim_tracking_options come
 from the reference snapshots)."""
 
-_HEAD = ["id", "updated_at_utc", "fetched_at_utc"]
+_HEAD = ["id", "updated_at_utc", "fetched_at_utc", *PROVENANCE]
 _DOC = [*_HEAD, "status", "date"]
 _PRICED = ["line_amount_types", "contact_id", "contact_name", "currency_code", "currency_rate"]
 _CREDIT = [
@@ -178,14 +182,18 @@ _SAFE_CENTS = 4 * 10**12  # |cents| up to which 2*|cents|*10^6 + rate fits an in
 class Reference:
     """A tenant's reference snapshots as raw Xero JSON (what ``read_reference`` returns).
 
-    ``organisation`` gives the base currency and time zone; ``accounts`` and
+    ``organisation`` gives the base currency, time zone and name; ``accounts`` and
     ``tracking_categories`` (with their options, archived ones included) feed dim_accounts and
-    dim_tracking_options. Contacts come from the raw "Contacts" entity instead.
+    dim_tracking_options. Contacts come from the raw "Contacts" entity instead. ``reads`` is the
+    provenance of those dimensions' rows (published table -> row key -> the ``PROVENANCE``
+    values, instants in ISO 8601), as ``transform.provenance.reference_reads`` keeps it with
+    each snapshot; a row without one gets nulls.
     """
 
     organisation: Mapping[str, Any]
     accounts: Sequence[Mapping[str, Any]] = field(default_factory=list)
     tracking_categories: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    reads: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
 
 # --- exact decimal arithmetic on unscaled integers ------------------------------------------------
@@ -498,6 +506,47 @@ def _dim_tracking(
     return _assemble(spec, columns, n)
 
 
+REFERENCE_TABLES: dict[str, str] = {
+    "Accounts": "dim_accounts",
+    "TrackingCategories": "dim_tracking_options",
+}
+"""Reference entity -> the dimension its snapshot gives."""
+
+
+def reference_dimension(
+    entity: str, tenant_id: str, records: Sequence[Mapping[str, Any]]
+) -> pa.Table:
+    """The dimension (``REFERENCE_TABLES``) a snapshot of ``entity`` gives, as normalize builds
+    it, before the organisation's name and the provenance are added."""
+    if entity == "Accounts":
+        return _dim_accounts(tenant_id, parse_records("Accounts", list(records)).records)
+    if entity == "TrackingCategories":
+        categories = parse_records("TrackingCategories", list(records)).records
+        return _dim_tracking(tenant_id, categories, tracking_slots(categories))
+    raise ValueError(f"{entity} gives no published dimension")
+
+
+def _with_reads(name: str, table: pa.Table, rows: Mapping[str, Mapping[str, Any]]) -> pa.Table:
+    """A reference dimension with each row's provenance, found by the row's id."""
+    keys = table.column(TABLES[name].key[-1]).to_pylist()
+    found = [rows.get(str(key)) or {} for key in keys]
+    for column in PROVENANCE:
+        index = table.schema.get_field_index(column)
+        field_ = table.schema.field(index)
+        values = [row.get(column) for row in found]
+        if pa.types.is_timestamp(field_.type):
+            values = [None if v is None else datetime.fromisoformat(v) for v in values]
+        table = table.set_column(index, field_, pa.array(values, field_.type))
+    return table
+
+
+def _with_organisation(table: pa.Table, name: str | None) -> pa.Table:
+    """Every row carries the organisation's name beside its tenant id."""
+    index = table.schema.get_field_index("organisation_name")
+    field_ = table.schema.field(index)
+    return table.set_column(index, field_, _constant(name, table.num_rows, field_.type))
+
+
 # --- latest version -------------------------------------------------------------------------------
 
 
@@ -585,6 +634,19 @@ def _versioned(entity: str, documents: pa.Table, lines: pa.Table | None) -> _Ver
 # --- shared column builders -----------------------------------------------------------------------
 
 
+def _provenance(documents: pa.Table) -> dict[str, Any]:
+    """The read that produced each document's content (``transform.provenance``). A version
+    stored before provenance was recorded has only its fetched_at_utc: that is its read."""
+    return {
+        "synced_at_utc": _coalesce(
+            documents.column("synced_at_utc"), documents.column("fetched_at_utc")
+        ),
+        "sync_source": documents.column("sync_source"),
+        "dagster_run_id": documents.column("dagster_run_id"),
+        "source_event_at_utc": documents.column("source_event_at_utc"),
+    }
+
+
 def _header(ctx: _Context, documents: pa.Table) -> dict[str, Any]:
     """Per-document columns every fact shares (before gathering them to lines)."""
     status = documents.column("status")
@@ -596,6 +658,7 @@ def _header(ctx: _Context, documents: pa.Table) -> dict[str, Any]:
         "is_voided": _flag(status, "VOIDED"),
         "is_deleted": _flag(status, "DELETED"),
         "document_date": documents.column("date"),
+        **_provenance(documents),
     }
 
 
@@ -997,6 +1060,7 @@ def _dim_contacts(ctx: _Context, versioned: _Versioned) -> pa.Table:
         "updated_at_utc": docs.column("updated_at_utc"),
         "updated_date_local": _local_date(docs.column("updated_at_utc"), ctx.zone),
         "fetched_at_utc": docs.column("fetched_at_utc"),
+        **_provenance(docs),
     }
     return _assemble(spec, columns, n)
 
@@ -1091,5 +1155,7 @@ def normalize(
         out[table] = build(ctx, _versioned(entity, documents, lines))
     out["dim_accounts"] = ctx.accounts
     out["dim_tracking_options"] = ctx.options
+    for name in REFERENCE_TABLES.values():
+        out[name] = _with_reads(name, out[name], reference.reads.get(name, {}))
     out["dim_contacts"] = _dim_contacts(ctx, contacts_versioned)
-    return {name: out[name] for name in TABLES}
+    return {name: _with_organisation(out[name], organisation.name) for name in TABLES}

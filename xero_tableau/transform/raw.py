@@ -10,7 +10,7 @@ This package must never import dagster.
 """
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,19 +18,21 @@ from typing import Any
 import pyarrow as pa
 
 from xero_tableau.entities import TRANSACTIONAL, XeroEntity, transactional
-from xero_tableau.raw_layouts import INSTANT, RawLayout, Row, TooMuchTracking
+from xero_tableau.raw_layouts import DOC_HEAD, INSTANT, RawLayout, Row, TooMuchTracking
 from xero_tableau.xero.models import DQNote, ParseResult, RejectedRecord, XeroModel
 
 __all__ = [
     "DOCUMENT_SCHEMAS",
     "LINE_SCHEMAS",
     "FlatBatch",
+    "ReadProvenance",
     "empty_batch",
     "flatten",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+_HEAD = len(DOC_HEAD)  # documents columns filled here, before the layout's own
 
 DOCUMENT_SCHEMAS: dict[str, pa.Schema] = {e.endpoint: e.raw_layout.documents for e in TRANSACTIONAL}
 """Entity -> Arrow schema of its documents table (derived from the entity registry)."""
@@ -38,6 +40,18 @@ LINE_SCHEMAS: dict[str, pa.Schema] = {
     e.endpoint: e.raw_layout.lines for e in TRANSACTIONAL if e.raw_layout.lines is not None
 }
 """Entity -> Arrow schema of its lines table; entities without lines are absent."""
+
+
+@dataclass(frozen=True)
+class ReadProvenance:
+    """How a batch was read, stamped on every document of it: ``source`` is the published
+    ``sync_source`` (``asset_names.sync_source``), ``run_id`` the Dagster run (None outside
+    Dagster), ``event_times`` the webhook event time per record id (lower case) for a read a
+    webhook triggered."""
+
+    source: str | None = None
+    run_id: str | None = None
+    event_times: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,18 +115,25 @@ def _table(schema: pa.Schema, head: list[pa.Array], rows: Sequence[Row], skip: i
 
 
 def _build(
-    spec: XeroEntity, kept: list[_Kept], fetched_ms: int
+    spec: XeroEntity, kept: list[_Kept], fetched_ms: int, read: ReadProvenance
 ) -> tuple[pa.Table, pa.Table | None]:
     """The documents and lines tables of validated records (raises if a value does not fit)."""
     layout = spec.raw_layout
     ids = [_record_key(spec, raw) for _, raw, _, _ in kept]
     updated = [_epoch_ms(_updated(model)) for model, _, _, _ in kept]
+    n = len(kept)
+    read_at = pa.array([fetched_ms] * n, pa.int64()).cast(INSTANT)
+    events = read.event_times
     head = [
         pa.array(ids, pa.string()),
         pa.array(updated, pa.int64()).cast(INSTANT),
-        pa.array([fetched_ms] * len(kept), pa.int64()).cast(INSTANT),
+        read_at,
+        read_at,  # synced_at_utc: this read, until transform.provenance finds the content older
+        pa.array([read.source] * n, pa.string()),
+        pa.array([read.run_id] * n, pa.string()),
+        pa.array([events.get(i.lower()) if events else None for i in ids], INSTANT),
     ]
-    documents = _table(layout.documents, head, [header for _, _, header, _ in kept], 3)
+    documents = _table(layout.documents, head, [header for _, _, header, _ in kept], _HEAD)
     if layout.lines is None:
         return documents, None
     parents: list[str] = []
@@ -129,7 +150,7 @@ def _build(
 def _misfit(layout: RawLayout, item: _Kept) -> str | None:
     """Why one validated record does not fit the lake schema (None if it does)."""
     _, _, header, lines = item
-    problems = [(f, header[f.name]) for f in list(layout.documents)[3:]]
+    problems = [(f, header[f.name]) for f in list(layout.documents)[_HEAD:]]
     if layout.lines is not None:
         line_fields = list(layout.lines)[2:]
         for line in lines:
@@ -142,13 +163,20 @@ def _misfit(layout: RawLayout, item: _Kept) -> str | None:
     return None
 
 
-def flatten(entity: str, records: list[dict[str, Any]], fetched_at: datetime) -> FlatBatch:
+def flatten(
+    entity: str,
+    records: list[dict[str, Any]],
+    fetched_at: datetime,
+    read: ReadProvenance | None = None,
+) -> FlatBatch:
     """Validate one batch of raw Xero records of ``entity`` and lay it out in lake form.
 
     ``records`` are Xero JSON objects as received (floats or Decimals for money); ``fetched_at``
-    is when they were read from the API (an aware datetime; stored to the millisecond). Records
-    that fail validation are returned in ``rejected`` and left out of the tables; if an id occurs
-    more than once, the version with the latest UpdatedDateUTC (then the later position) is kept.
+    is when they were read from the API (an aware datetime; stored to the millisecond), and
+    ``read`` how (stamped as each document's provenance, with ``synced_at_utc`` = ``fetched_at``;
+    None: nothing known but the time). Records that fail validation are returned in ``rejected``
+    and left out of the tables; if an id occurs more than once, the version with the latest
+    UpdatedDateUTC (then the later position) is kept.
     """
     spec = transactional(entity)
     if fetched_at.tzinfo is None or fetched_at.utcoffset() is None:
@@ -158,13 +186,15 @@ def flatten(entity: str, records: list[dict[str, Any]], fetched_at: datetime) ->
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _flatten(spec, records, fetched_at)
+        return _flatten(spec, records, fetched_at, read or ReadProvenance())
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _flatten(spec: XeroEntity, records: list[dict[str, Any]], fetched_at: datetime) -> FlatBatch:
+def _flatten(
+    spec: XeroEntity, records: list[dict[str, Any]], fetched_at: datetime, read: ReadProvenance
+) -> FlatBatch:
     layout = spec.raw_layout
     parsed = spec.parse(records)
     rejected = list(parsed.rejected)
@@ -184,7 +214,7 @@ def _flatten(spec: XeroEntity, records: list[dict[str, Any]], fetched_at: dateti
             rejected.append(RejectedRecord(key, str(error), raw))
             continue
         if not kept:
-            _check_names(layout.documents, 3, header, f"{spec.endpoint} document")
+            _check_names(layout.documents, _HEAD, header, f"{spec.endpoint} document")
         if lines and layout.lines is not None:
             _check_names(layout.lines, 2, lines[0], f"{spec.endpoint} line")
         seen = latest.get(key)
@@ -198,7 +228,7 @@ def _flatten(spec: XeroEntity, records: list[dict[str, Any]], fetched_at: dateti
 
     fetched_ms = _epoch_ms(fetched_at)
     try:
-        documents, lines_table = _build(spec, kept, fetched_ms)
+        documents, lines_table = _build(spec, kept, fetched_ms, read)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
         # Some value does not fit its column (too many decimals, out of range): find the
         # records at fault, quarantine them, and build the rest.
@@ -210,7 +240,7 @@ def _flatten(spec: XeroEntity, records: list[dict[str, Any]], fetched_at: dateti
             else:
                 rejected.append(RejectedRecord(_record_key(spec, item[1]), reason, item[1]))
         kept = fitting
-        documents, lines_table = _build(spec, kept, fetched_ms)
+        documents, lines_table = _build(spec, kept, fetched_ms, read)
     return FlatBatch(documents, lines_table, rejected, _notes_of(parsed, kept))
 
 

@@ -12,7 +12,7 @@ maximum for ``CurrencyRate``), instants ``timestamp[ms, UTC]``, dates ``date32``
 This package must never import dagster.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
@@ -22,6 +22,7 @@ __all__ = [
     "INSTANT",
     "INT",
     "MONEY",
+    "PROVENANCE_COLUMNS",
     "RATE",
     "RULES",
     "TABLES",
@@ -112,7 +113,54 @@ def _c(
 
 
 def _tenant() -> list[ColumnSpec]:
-    return [_c("tenant_id", TEXT, "Xero tenant (organisation) id the row belongs to.", key=True)]
+    return [
+        _c("tenant_id", TEXT, "Xero tenant (organisation) id the row belongs to.", key=True),
+        _c(
+            "organisation_name",
+            TEXT,
+            "The organisation's current name (Organisation.Name), so rows of several "
+            "organisations can be told apart by name.",
+        ),
+    ]
+
+
+#: The provenance columns every table ends with (see the Provenance rule). They describe the
+#: read that last changed a row's content, and change detection ignores them.
+PROVENANCE_COLUMNS = ("synced_at_utc", "sync_source", "dagster_run_id", "source_event_at_utc")
+
+
+def _provenance() -> list[ColumnSpec]:
+    return [
+        _c(
+            "synced_at_utc",
+            INSTANT,
+            "When the connector read, from Xero, the content this row shows: the read that last "
+            "changed it (a later read that found the same content leaves it). Null only for "
+            "reference rows read before provenance was recorded.",
+        ),
+        _c(
+            "sync_source",
+            TEXT,
+            "How that read was started: webhook, poll, sweep, sync or backfill (see the "
+            "Provenance rule). Null for content read before provenance was recorded.",
+        ),
+        _c(
+            "dagster_run_id",
+            TEXT,
+            "The Dagster run that made that read; null for a read made outside Dagster or "
+            "before provenance was recorded.",
+        ),
+        _c(
+            "source_event_at_utc",
+            INSTANT,
+            "Time of the Xero webhook event that triggered that read (the latest event for the "
+            "record in the run's batch); null when no webhook event named the record.",
+        ),
+    ]
+
+
+def _with_provenance(spec: TableSpec) -> TableSpec:
+    return replace(spec, columns=[*spec.columns, *_provenance()])
 
 
 def _line_ids(record: str, line_id: str | None) -> list[ColumnSpec]:
@@ -146,7 +194,9 @@ def _version() -> list[ColumnSpec]:
         _c(
             "fetched_at_utc",
             INSTANT,
-            "When the connector read this version from Xero.",
+            "When the connector last read this version from Xero. Change detection ignores "
+            "it, so an incremental publish sends it only with a changed row: for when the "
+            "content was read, use synced_at_utc.",
             nullable=False,
         ),
     ]
@@ -700,7 +750,7 @@ _DIM_CONTACTS = TableSpec(
 )
 
 TABLES: dict[str, TableSpec] = {
-    spec.name: spec
+    spec.name: _with_provenance(spec)
     for spec in (
         _FCT_INVOICE_LINES,
         _FCT_PAYMENTS,
@@ -788,11 +838,33 @@ RULES: list[tuple[str, str]] = [
         "leaves the name null).",
     ),
     (
+        "Provenance",
+        "Every row ends with the Xero read that produced its content: synced_at_utc, "
+        "sync_source, dagster_run_id and source_event_at_utc. sync_source is the raw run's "
+        "xero/purpose tag in five names: webhook (webhook), poll (poll, safety-poll; and a "
+        "reference snapshot refreshed by its automation), sweep (sweep-recent, sweep-history), "
+        "sync (`xero-tableau sync`) and backfill (backfill, a run without the tag such as one "
+        "launched by hand, and any other value). A re-read that finds the same content keeps the "
+        "provenance of the earlier read, so these columns name the read that last changed the "
+        "row, never a later one that found nothing new. Change detection ignores them (a row is "
+        "re-sent only when its content changes), and a full replace from the same lake shows the "
+        "same values as the incremental publish. Same content means: for a fact or dim_contacts, "
+        "the same values normalize publishes as stored (a value used only as a fallback, such as "
+        "the contact name on a document, does not count, nor does a value arriving where "
+        "normalize had filled one in, nor the order of a line's two tracking elements); for "
+        "dim_accounts and dim_tracking_options, the same published row. A row whose content "
+        "changes through another table (a renamed contact, account or organisation) shows the "
+        "new value with the provenance of its own last change. Content read before provenance "
+        "was recorded shows its fetched_at_utc as synced_at_utc (facts and dim_contacts) and "
+        "nulls otherwise.",
+    ),
+    (
         "Dates",
-        "Instants (updated_at_utc, fetched_at_utc) are UTC. Xero's date-only fields "
-        "(document_date, due_date, delivery_date) are business dates as Xero encodes them (the "
-        "UTC calendar date). updated_date_local is the calendar date of updated_at_utc in the "
-        "organisation's time zone (Organisation.Timezone).",
+        "Instants (updated_at_utc, fetched_at_utc, synced_at_utc, source_event_at_utc) are "
+        "UTC. Xero's date-only fields (document_date, due_date, delivery_date) are business "
+        "dates as Xero encodes them (the UTC calendar date). updated_date_local is the "
+        "calendar date of updated_at_utc in the organisation's time zone "
+        "(Organisation.Timezone).",
     ),
     (
         "Accounts and contacts",
@@ -816,7 +888,9 @@ def render_schema_markdown() -> str:
         "",
         "Every table is published per tenant as its own Tableau data source (local output: "
         "`XT_HOME/hyper/<tenant_id>/<table>.hyper`, one table per file). Every row carries "
-        "`tenant_id`; every fact row carries the Xero record id, `updated_at_utc`, status flags "
+        "`tenant_id` with `organisation_name`, and the provenance of its content "
+        "(`synced_at_utc`, `sync_source`, `dagster_run_id`, `source_event_at_utc`); every "
+        "fact row carries the Xero record id, `updated_at_utc`, status flags "
         "and amounts in document and base currency, and every fact except fct_overpayments and "
         "fct_prepayments (credit of a contact, not coded to accounts there) the account and "
         "both tracking slots, so dashboards slice by account and cost centre without joins. "
