@@ -397,6 +397,12 @@ class TableauSandbox:
             finally:
                 conn.catalog.detach_database("ds")
 
+    def forget_request_ids(self) -> None:
+        """Forget the update requests already applied, as a new server would: for tests that
+        replay many histories on one running sandbox."""
+        with self._lock:
+            self._request_ids.clear()
+
     def expire_sessions(self) -> None:
         """Make every token idle past its lifetime, as after a long pause."""
         with self._lock:
