@@ -28,7 +28,7 @@ from xero_tableau_tests.test_stateful_sync import fuzz_settings, machine_for
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=500)
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()

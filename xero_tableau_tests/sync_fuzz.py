@@ -893,8 +893,8 @@ def download_project(
     with tableau_session(world.tableau.base_url) as server:
         items = [d for d in TSC.Pager(server.datasources) if d.project_name == project]
         for item in items:
-            table = next((t for t in TABLES if item.name.endswith(f"_{t}")), None)
-            if table is None:
+            table = next((t for t in TABLES if (item.name or "").endswith(f"_{t}")), None)
+            if table is None or item.id is None:
                 continue
             if only is not None and table not in only and cached and table in cached:
                 out[table] = cached[table]

@@ -114,10 +114,29 @@ CHANGE_KINDS = (
     "currency_rate",
 )
 
+#: Rules and change kinds left out of a run (comma-separated names, e.g.
+#: ``XT_FUZZ_WITHOUT=switch_entity,recode_line``): to look past a known defect for others.
+WITHOUT = frozenset(filter(None, os.environ.get("XT_FUZZ_WITHOUT", "").split(",")))
+
+#: How often each kind is drawn, relative to 1: the ones that chain into the interesting states
+#: (a document losing its lines, renames that come back, payments on the same invoice) more.
+WEIGHTS = {
+    "new_invoice": 2,
+    "edit_lines": 2,
+    "remove_all_lines": 2,
+    "pay_part": 2,
+    "rename_contact": 3,
+    "rename_account": 2,
+    "recode_line": 2,
+    "currency_rate": 2,
+}
+DRAWN_KINDS = [k for k in CHANGE_KINDS if k not in WITHOUT for _ in range(WEIGHTS.get(k, 1))]
+
 changes = st.builds(
     Change,
-    kind=st.sampled_from(CHANGE_KINDS),
-    pick=st.integers(0, 10_000),
+    kind=st.sampled_from(DRAWN_KINDS),
+    # mostly the first few candidates, so the same records change again and again
+    pick=st.one_of(st.integers(0, 2), st.integers(0, 10_000)),
     amount=st.integers(1, 250_000),
     variant=st.integers(0, 5),
 )
@@ -217,7 +236,7 @@ class Books:
         return self.choose(contacts, pick)
 
     def currency(self, change: Change) -> tuple[str, float]:
-        base = self.tenant.organisation.get("BaseCurrency")
+        base = str(self.tenant.organisation.get("BaseCurrency"))
         others = sorted(c for c in self.tenant.collections["Currencies"] if c != base)
         if change.variant % 3 == 2 and others:
             rate = round(0.5 + (change.amount % 10_000) / 7_919, 6)
@@ -358,7 +377,7 @@ class Books:
 
     def delete_payment(self, change: Change) -> str | None:
         payments = self.records(
-            "Payments", lambda p: p.get("Status") == "AUTHORISED" and (p.get("Invoice") or {})
+            "Payments", lambda p: p.get("Status") == "AUTHORISED" and bool(p.get("Invoice"))
         )
         record = self.choose(payments, change.pick)
         if record is None:
@@ -669,17 +688,17 @@ class SyncMachine(RuleBasedStateMachine):
             self._step(self.books.apply(one))
 
     @precondition(lambda self: not self.done)
-    @rule(kind=st.sampled_from(SYNC_KINDS))
+    @rule(kind=st.sampled_from([k for k in SYNC_KINDS if k not in WITHOUT] or ["sync"]))
     def sync(self, kind: str) -> None:
         self._sync(kind)
 
-    @precondition(lambda self: not self.done)
+    @precondition(lambda self: not self.done and "advance_clock" not in WITHOUT)
     @rule(hours=st.sampled_from([0.25, 5, 23, 49, 24 * 6 + 1]))
     def advance_clock(self, hours: float) -> None:
         self.example.advance(hours * 3600)
         self._step(f"clock +{hours} h (now {self.example.now():%Y-%m-%d %H:%M})")
 
-    @precondition(lambda self: not self.done)
+    @precondition(lambda self: not self.done and "switch_entity" not in WITHOUT)
     @rule(entity=st.sampled_from(sorted(OPTIONAL_ASSET_NAMES)))
     def switch_entity(self, entity: str) -> None:
         disabled = set(self.example.disabled) ^ {entity}
