@@ -347,6 +347,24 @@ def test_update_hyper_data_delete_insert_is_applied_once(
     assert len(tableau.sandbox.jobs) == 1
 
 
+def test_forgotten_request_ids_apply_again(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    """A test replaying histories on one sandbox starts each from a server with no request
+    seen: the same request id then applies again, as on a new server."""
+    server = sign_in(tableau.base_url)
+    ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
+    delta = make_delta(hyper, tmp_path / "delta.hyper", [(3, Decimal("3.00"), "c")])
+    server.jobs.wait_for_job(update_data(server, ds, "same", _delete_insert(), delta), timeout=10)
+    publish(server, make_hyper(hyper, tmp_path / "again.hyper", ROWS), mode="Overwrite")
+    server.jobs.wait_for_job(update_data(server, ds, "same", _delete_insert(), delta), timeout=10)
+    stored = tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "GL")
+    assert read_rows(hyper, stored) == ROWS  # remembered: not applied again
+    tableau.sandbox.forget_request_ids()
+    server.jobs.wait_for_job(update_data(server, ds, "same", _delete_insert(), delta), timeout=10)
+    assert read_rows(hyper, stored) == [*ROWS, (3, Decimal("3.00"), "c")]
+
+
 def test_update_upsert_and_const_delete(
     tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ runs 500 examples through ``bench/fuzz_sync.py``.
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from hypothesis.stateful import (
 
 from xero_tableau.entities import OPTIONAL_ASSET_NAMES
 from xero_tableau.sandbox.admin import AdminError, SandboxWriter
+from xero_tableau.sandbox.clock import SandboxClock
 from xero_tableau.sandbox.dataset import TenantData
 from xero_tableau_tests.sync_fuzz import (
     IGNORED_COLUMNS,
@@ -760,3 +762,16 @@ def test_the_fuzzer_finds_a_row_the_publish_left_behind(world: World, tmp_path: 
         ), differences
     finally:
         example.close()
+
+
+def test_the_sandbox_clock_resets_to_the_same_instant() -> None:
+    """Examples replay from one instant: the clock can be set back, not only forward."""
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    clock = SandboxClock()
+    clock.advance(3 * 86_400)
+    clock.reset(start)
+    assert abs((clock.now() - start).total_seconds()) < 1
+    clock.advance(3600)
+    assert abs((clock.now() - start).total_seconds() - 3600) < 1
+    with pytest.raises(ValueError):
+        clock.reset(datetime(2026, 1, 5))
