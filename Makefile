@@ -69,7 +69,7 @@ bench: venv
 ## step's Tableau data sources compared with a from-scratch replace (about 30 minutes; `make test`
 ## runs 25). Prints each distinct mismatch, then one JSON line of counters.
 fuzz: venv
-	$(BIN)/python -m xero_tableau_tests.fuzz_run --examples $${XT_FUZZ_EXAMPLES:-500} --steps $${XT_FUZZ_STEPS:-8}
+	$(BIN)/python -m xero_tableau_tests.fuzz_run --examples $${XT_FUZZ_EXAMPLES:-500} --steps $${XT_FUZZ_STEPS:-6}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

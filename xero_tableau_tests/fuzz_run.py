@@ -8,7 +8,7 @@ sequence that showed it) and its example ends, so one run surveys every defect i
 the distinct mismatches, then, last, one JSON line of real counters: examples, steps, sync checks,
 mismatches (examples that ended in one) and distinct mismatches. Exits 1 if there were any.
 
-    python -m xero_tableau_tests.fuzz_run [--examples 500] [--steps 8]
+    python -m xero_tableau_tests.fuzz_run [--examples 500] [--steps 6]
 
 It lives beside the tests, not in ``bench/``: ``make bench`` runs every script there, and this one
 takes half an hour.
@@ -30,7 +30,7 @@ from xero_tableau_tests.test_stateful_sync import fuzz_settings, machine_for
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=500)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="xt-fuzz-") as root:
@@ -50,6 +50,9 @@ def main() -> int:
         print("   shortest steps seen:")
         for number, step in enumerate(steps, 1):
             print(f"     {number}. {step}")
+    print("\nseconds by phase:")
+    for phase, spent in world.seconds.most_common():
+        print(f"  {phase:<24}{spent:8.1f}")
     figures = {**world.summary(), "seconds": round(seconds)}
     print(json.dumps(figures))
     return 1 if world.mismatches else 0

@@ -33,11 +33,12 @@ import io
 import json
 import shutil
 import tempfile
+import time
 import uuid
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -64,7 +65,7 @@ from xero_tableau.sandbox.credentials import (
     sandbox_env,
     tableau_env,
 )
-from xero_tableau.sandbox.dataset import TenantData, parse_ms_date
+from xero_tableau.sandbox.dataset import TenantData, day_ms, ms_date, parse_ms_date, utc_string
 from xero_tableau.sandbox.generator import GeneratorConfig, generate
 from xero_tableau.sandbox.server import RunningXeroSandbox, ServedApp, free_port
 from xero_tableau.sandbox.tableau_app import (
@@ -247,6 +248,17 @@ class World:
     #: (pytest), it fails the example so hypothesis shrinks it.
     collect: bool = False
     closing: ExitStack = field(default_factory=ExitStack)
+    #: Seconds spent per phase (restore, each sync kind's reads, tables+publish, replace,
+    #: download), for ``make fuzz`` to say where the time goes.
+    seconds: Counter[str] = field(default_factory=Counter)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.monotonic() - started
 
     def reset_clocks(self) -> None:
         self.live.sandbox.clock.reset(self.start)
@@ -328,6 +340,7 @@ def start_world(root: Path | None = None, *, collect: bool = False) -> World:
         )
     )
     (tenant,) = books.tenants.values()
+    _shorten_setup(tenant, start.date() - timedelta(days=FUZZ_BOOKS.history_days))
     world = World(
         root,
         live,
@@ -352,6 +365,26 @@ def start_world(root: Path | None = None, *, collect: bool = False) -> World:
         stop_world(world)
         raise RuntimeError(f"the webhook receiver failed intent to receive: {sub.status}")
     return world
+
+
+def _shorten_setup(tenant: TenantData, first_day: date) -> None:
+    """Move the organisation's creation, and the accounts and contacts it set up before its
+    history, to the first day of history: a full sync reads every day since the creation, and
+    three months of empty days would only slow every example down."""
+    created = day_ms(first_day)
+    tenant.organisation["CreatedDateUTC"] = ms_date(created)
+    for endpoint in list(tenant.collections):
+        early = sorted(
+            (updated, record_id)
+            for record_id, (updated, _when) in tenant.instants[endpoint].items()
+            if updated and updated <= created
+        )
+        for offset, (_updated, record_id) in enumerate(early, start=1):
+            record = tenant.collections[endpoint][record_id]
+            record["UpdatedDateUTC"] = ms_date(created + offset * 1000)
+            if "UpdatedDateUTCString" in record:
+                record["UpdatedDateUTCString"] = utc_string(created + offset * 1000)
+            tenant.put(endpoint, record)
 
 
 def stop_world(world: World) -> None:
@@ -690,25 +723,28 @@ class Example:
 
     def sync(self, kind: str) -> list[Difference]:
         """One sync step of ``kind`` (webhook, poll, sweep, sync), then the comparison."""
-        if kind == "webhook":
-            self.webhook_runs()
-        elif kind == "poll":
-            self.reference_run()
-            self.scheduled_runs([xero_poll, xero_webhook_safety_poll])
-        elif kind == "sweep":
-            self.reference_run()
-            self.scheduled_runs([xero_sweep])
-        elif kind == "sync":
-            self.full_sync_runs()
-        else:
-            raise ValueError(kind)
+        with self.world.timed(f"read: {kind}"):
+            if kind == "webhook":
+                self.webhook_runs()
+            elif kind == "poll":
+                self.reference_run()
+                self.scheduled_runs([xero_poll, xero_webhook_safety_poll])
+            elif kind == "sweep":
+                self.reference_run()
+                self.scheduled_runs([xero_sweep])
+            elif kind == "sync":
+                self.full_sync_runs()
+            else:
+                raise ValueError(kind)
         return self.check()
 
     def check(self) -> list[Difference]:
         """Tables, extracts and publish as the Dagster wiring would, then the incremental data
         sources (read back through TSC) against the from-scratch replace."""
-        _built, published, problem = self.tables_and_publish()
-        expected = self.replace_oracle()
+        with self.world.timed("tables and publish"):
+            _built, published, problem = self.tables_and_publish()
+        with self.world.timed("from-scratch replace"):
+            expected = self.replace_oracle()
         self.world.checks += 1
         if expected is None:
             self.world.unpublishable += 1
@@ -721,14 +757,15 @@ class Example:
             if published is None or problem
             else {t.table for t in published.tables if t.mode != "unchanged"}
         )
-        self.downloaded = download_project(
-            self.world,
-            INCREMENTAL_PROJECT,
-            self.home.parent / "download",
-            only=touched,
-            cached=self.downloaded,
-        )
-        differences += compare_tables(self.downloaded, expected)
+        with self.world.timed("download and compare"):
+            self.downloaded = download_project(
+                self.world,
+                INCREMENTAL_PROJECT,
+                self.home.parent / "download",
+                only=touched,
+                cached=self.downloaded,
+            )
+            differences += compare_tables(self.downloaded, expected)
         return differences
 
     def replace_oracle(self) -> Tables | None:
@@ -890,6 +927,7 @@ def download_project(
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     out: Tables = {}
+    extracts: dict[str, Path] = {}
     with tableau_session(world.tableau.base_url) as server:
         items = [d for d in TSC.Pager(server.datasources) if d.project_name == project]
         for item in items:
@@ -903,26 +941,35 @@ def download_project(
             server.datasources.download(item.id, filepath=buffer, include_extract=True)
             with zipfile.ZipFile(buffer) as tdsx:
                 extract = next(n for n in tdsx.namelist() if n.startswith("Data/Extracts/"))
-                path = folder / f"{table}.hyper"
-                path.write_bytes(tdsx.read(extract))
-            out[table] = read_extract(world.hyper, path)
+                extracts[table] = folder / f"{table}.hyper"
+                extracts[table].write_bytes(tdsx.read(extract))
+    out.update(read_extracts(world.hyper, extracts))
     return out
 
 
-def read_extract(writer: HyperWriter, path: Path) -> list[Row]:
-    """The rows of a one-table ``.hyper``, through Hyper's own Parquet export (NUMERIC comes
-    back as ``Decimal``); several times faster than reading value by value."""
-    out = path.with_suffix(".parquet")
-    with Connection(writer.process.endpoint, str(path)) as connection:
-        (name,) = [
-            table
-            for schema in connection.catalog.get_schema_names()
-            for table in connection.catalog.get_table_names(schema)
-        ]
-        connection.execute_command(
-            f"COPY {name} TO {escape_string_literal(str(out))} WITH (FORMAT PARQUET)"
-        )
-    return pq.read_table(out).to_pylist()
+def read_extracts(writer: HyperWriter, paths: Mapping[str, Path]) -> Tables:
+    """The rows of one-table ``.hyper`` files, through Hyper's own Parquet export on one
+    connection (NUMERIC comes back as ``Decimal``): several times faster than value by value."""
+    out: Tables = {}
+    if not paths:
+        return out
+    with Connection(writer.process.endpoint) as connection:
+        for key, path in paths.items():
+            connection.catalog.attach_database(str(path), alias="extract")
+            try:
+                (name,) = [
+                    table
+                    for schema in connection.catalog.get_schema_names("extract")
+                    for table in connection.catalog.get_table_names(schema)
+                ]
+                target = path.with_suffix(".parquet")
+                connection.execute_command(
+                    f"COPY {name} TO {escape_string_literal(str(target))} WITH (FORMAT PARQUET)"
+                )
+            finally:
+                connection.catalog.detach_database("extract")
+            out[key] = pq.read_table(target).to_pylist()
+    return out
 
 
 def format_failure(differences: list[Difference], steps: list[str], limit: int = 25) -> str:

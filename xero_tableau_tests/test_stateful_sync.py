@@ -9,7 +9,7 @@ incrementally to the Tableau sandbox. After every sync step every published data
 through TSC's download, must equal what a from-scratch replace of the same Xero state publishes
 (``sync_fuzz.py`` says how "the same state" accounts for what each path is obliged to read).
 
-``XT_FUZZ_EXAMPLES`` (default 25) and ``XT_FUZZ_STEPS`` (default 8) size the run; ``make fuzz``
+``XT_FUZZ_EXAMPLES`` (default 25) and ``XT_FUZZ_STEPS`` (default 6) size the run; ``make fuzz``
 runs 500 examples through ``bench/fuzz_sync.py``.
 """
 
@@ -54,7 +54,7 @@ CENT = Decimal("0.01")
 def fuzz_settings(examples: int | None = None, steps: int | None = None) -> settings:
     return settings(
         max_examples=examples or int(os.environ.get("XT_FUZZ_EXAMPLES", "25")),
-        stateful_step_count=steps or int(os.environ.get("XT_FUZZ_STEPS", "8")),
+        stateful_step_count=steps or int(os.environ.get("XT_FUZZ_STEPS", "6")),
         deadline=None,
         suppress_health_check=[
             HealthCheck.too_slow,
@@ -651,7 +651,8 @@ class SyncMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.example = Example(self.world)
+        with self.world.timed("new example"):
+            self.example = Example(self.world)
         self.books = Books(self.example)
         self.done = False
 
@@ -686,8 +687,9 @@ class SyncMachine(RuleBasedStateMachine):
     @precondition(lambda self: not self.done)
     @rule(batch=st.lists(changes, min_size=1, max_size=3))
     def change(self, batch: list[Change]) -> None:
-        for one in batch:
-            self._step(self.books.apply(one))
+        with self.world.timed("changes"):
+            for one in batch:
+                self._step(self.books.apply(one))
 
     @precondition(lambda self: not self.done)
     @rule(kind=st.sampled_from([k for k in SYNC_KINDS if k not in WITHOUT] or ["sync"]))
@@ -709,7 +711,8 @@ class SyncMachine(RuleBasedStateMachine):
         self._step(f"XT_DISABLED_ENTITIES: {entity} {state} ({','.join(sorted(disabled))})")
 
     def teardown(self) -> None:
-        self.example.close()
+        with self.world.timed("close"):
+            self.example.close()
 
 
 def machine_for(world: World) -> type[SyncMachine]:
