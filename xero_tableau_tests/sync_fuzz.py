@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -41,7 +42,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -432,6 +432,8 @@ class Example:
         self.world = world
         world.examples += 1
         self.number = world.examples
+        if world.collect and self.number % 25 == 0:
+            print(f"fuzz progress: {json.dumps(world.summary())}", file=sys.stderr, flush=True)
         self.home = world.root / "home"
         self.oracle_home = world.root / "replace-home"
         self.disabled: set[str] = set()
@@ -980,14 +982,6 @@ def format_failure(differences: list[Difference], steps: list[str], limit: int =
     lines += [f"  {d.describe()}" for d in differences[:limit]]
     lines += ["Steps:"] + [f"  {i + 1}. {s}" for i, s in enumerate(steps)]
     return "\n".join(lines)
-
-
-def money(value: float) -> Decimal:
-    return Decimal(str(value)).quantize(Decimal("0.01"))
-
-
-def iter_records(tenant: TenantData, endpoint: str) -> Iterator[dict]:
-    yield from tenant.collections[endpoint].values()
 
 
 __all__ = [
