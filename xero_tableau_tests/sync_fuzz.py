@@ -29,8 +29,11 @@ functions (``raw_sync.sync_entity``, ``tenant_tables.build_tenant_tables``,
 
 import copy
 import hashlib
+import inspect
 import io
 import json
+import os
+import re
 import shutil
 import sys
 import tempfile
@@ -55,6 +58,7 @@ from tableauhyperapi import Connection, escape_string_literal
 
 from xero_tableau import raw_lake
 from xero_tableau.asset_names import PURPOSE_TAG, XERO_TENANTS, raw_path
+from xero_tableau.defs.resources import resources_from_env
 from xero_tableau.defs.schedules import xero_poll, xero_sweep, xero_webhook_safety_poll
 from xero_tableau.entities import REFERENCE, TRANSACTIONAL, transactional
 from xero_tableau.raw_sync import RawRun, sync_entity
@@ -437,6 +441,7 @@ class Example:
         self.home = world.root / "home"
         self.oracle_home = world.root / "replace-home"
         self.disabled: set[str] = set()
+        self.env: dict[str, str] = {}  # the incremental path's environment (settings)
         self.steps: list[str] = []
         # endpoint -> clock ms of its last read (the watermark a switched-on entity catches
         # up from), and the entities owed a catch-up read
@@ -521,6 +526,8 @@ class Example:
         env["TABLEAU_PROJECT"] = INCREMENTAL_PROJECT if incremental else REPLACE_PROJECT
         env["TABLEAU_PUBLISH_MODE"] = "incremental" if incremental else "replace"
         env["XT_DISABLED_ENTITIES"] = ",".join(sorted(self.disabled))
+        if incremental:
+            self.env = env
         return Settings.from_env(env)
 
     def flush_webhooks(self) -> None:
@@ -613,7 +620,7 @@ class Example:
             changed = {e.resource_id for e in EventQueue(self.engine).of_run(batch)}
             self.cover(endpoint, ids=changed)
         else:
-            self.cover(endpoint, days=days)
+            self.cover(endpoint, days=_window_days(run, self.tenant_id) or days)
         return run
 
     def reference_run(self) -> None:
@@ -655,10 +662,15 @@ class Example:
         runs = 0
         by_key = {tuple(raw_path(e)): e.endpoint for e in TRANSACTIONAL}
         for schedule in schedules:
-            context = dg.build_schedule_context(
-                instance=self.world.instance, scheduled_execution_time=self.now()
-            )
-            result = schedule(context)
+            needed = set(getattr(schedule, "required_resource_keys", None) or ())
+            with _environment(self.env):  # the resources' secrets are EnvVars
+                resources = {k: v for k, v in resources_from_env(self.env).items() if k in needed}
+                context = dg.build_schedule_context(
+                    instance=self.world.instance,
+                    scheduled_execution_time=self.now(),
+                    resources=resources or None,
+                )
+                result = schedule(context)
             requests = result if isinstance(result, list) else []
             for request in requests:
                 tags = request.tags
@@ -700,7 +712,7 @@ class Example:
         (nothing is published when one failed). A .hyper whose table did not change is not
         written again (it would come out the same)."""
         settings = self.settings
-        built = build_tenant_tables(settings.lake_dir, self.tenant_id)
+        built = build_tables(settings, self.tenant_id, self.engine)
         if _blocking_failures(built):
             return built, None, ""
         source = lake.tenant_dir(settings.lake_dir, self.tenant_id) / "tables"
@@ -809,7 +821,8 @@ class Example:
                         webhook_batch=None,
                         page_size=settings.xero_page_size,
                     )
-        built = build_tenant_tables(settings.lake_dir, self.tenant_id)
+        # the tracking slots a tenant keeps are its own, not the read's: the same map
+        built = build_tables(settings, self.tenant_id, self.engine)
         if _blocking_failures(built):
             self.world.replaces[key] = None
             return None
@@ -882,9 +895,49 @@ def _empty_like(tenant: TenantData) -> TenantData:
     )
 
 
+def build_tables(settings: Settings, tenant_id: str, engine: Any) -> TenantTables:
+    """``tenant_tables.build_tenant_tables`` as the tables asset calls it, with the state DB and
+    the switched-off entities when it takes them."""
+    takes = inspect.signature(build_tenant_tables).parameters
+    extra: dict[str, Any] = {}
+    if "engine" in takes:
+        extra["engine"] = engine
+    if "disabled" in takes:
+        extra["disabled"] = sorted(settings.disabled_entities)
+    return build_tenant_tables(settings.lake_dir, tenant_id, **extra)
+
+
+def _window_days(run: RawRun, tenant_id: str) -> list[date]:
+    """The days a window read really covered (it may reach back further than asked, to catch
+    up), from the run's ``windows`` (``"<tenant>: <first> .. <last>"``)."""
+    days: list[date] = []
+    for text in run.windows:
+        match = re.fullmatch(rf"{re.escape(tenant_id)}: (\S+) \.\. (\S+)", text.strip())
+        if match:
+            days += _days(date.fromisoformat(match[1]), date.fromisoformat(match[2]))
+    return days
+
+
+@contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _blocking_failures(built: TenantTables) -> list[str]:
-    """Failed checks that block the publish (every check today; ERROR ones once checks carry a
-    severity)."""
+    """Failed checks that block the publish: ``built.blocked`` where the tables say so, else
+    every failed check of severity ERROR (all of them, while checks carry no severity)."""
+    blocked = getattr(built, "blocked", None)
+    if isinstance(blocked, bool):
+        return ["blocked"] if blocked else []
     return [
         f"{table.name}:{check.name}"
         for table in built.tables
