@@ -51,7 +51,7 @@ def main() -> int:
         for number, step in enumerate(steps, 1):
             print(f"     {number}. {step}")
     print("\nseconds by phase:")
-    for phase, spent in world.seconds.most_common():
+    for phase, spent in sorted(world.seconds.items(), key=lambda item: -item[1]):
         print(f"  {phase:<24}{spent:8.1f}")
     figures = {**world.summary(), "seconds": round(seconds)}
     print(json.dumps(figures))

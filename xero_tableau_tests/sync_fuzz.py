@@ -254,7 +254,7 @@ class World:
     closing: ExitStack = field(default_factory=ExitStack)
     #: Seconds spent per phase (restore, each sync kind's reads, tables+publish, replace,
     #: download), for ``make fuzz`` to say where the time goes.
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @contextmanager
     def timed(self, phase: str) -> Iterator[None]:
@@ -662,9 +662,11 @@ class Example:
         runs = 0
         by_key = {tuple(raw_path(e)): e.endpoint for e in TRANSACTIONAL}
         for schedule in schedules:
-            needed = set(getattr(schedule, "required_resource_keys", None) or ())
+            needed: set[str] = set(getattr(schedule, "required_resource_keys", None) or ())
             with _environment(self.env):  # the resources' secrets are EnvVars
-                resources = {k: v for k, v in resources_from_env(self.env).items() if k in needed}
+                resources: dict[str, object] = {
+                    k: v for k, v in resources_from_env(self.env).items() if k in needed
+                }
                 context = dg.build_schedule_context(
                     instance=self.world.instance,
                     scheduled_execution_time=self.now(),
