@@ -604,3 +604,61 @@ def test_overpayment_refusals_and_void(env: Env) -> None:
     voided = env.one("Overpayments", oid)
     assert (voided["Status"], voided["RemainingCredit"]) == ("VOIDED", 0)
     assert env.refused("POST", path, {"InvoiceID": invoice["InvoiceID"], "Amount": 1})
+
+
+# --- tracking categories and options ------------------------------------------------------------
+
+
+def _categories(env: Env) -> dict[str, dict[str, Any]]:
+    served = env.xero.ok("TrackingCategories", params={"includeArchived": "true"})
+    return {c["TrackingCategoryID"]: c for c in served["TrackingCategories"]}
+
+
+def test_tracking_options_rename_archive_restore_and_delete_like_xero(env: Env) -> None:
+    used = next(
+        line["Tracking"][0]
+        for invoice in env.xero.all_records("Invoices")
+        for line in invoice.get("LineItems", [])
+        if line.get("Tracking")
+    )
+    category_id, option_id = used["TrackingCategoryID"], used["TrackingOptionID"]
+    path = f"TrackingCategories/{category_id}/Options/{option_id}"
+    renamed = env.write("POST", path, {"Name": "Renamed Region"})
+    assert renamed["Name"] == "Renamed Region" and renamed["Status"] == "ACTIVE"
+    env.write("POST", path, {"Status": "ARCHIVED"})
+    options = {o["TrackingOptionID"]: o for o in _categories(env)[category_id]["Options"]}
+    assert options[option_id]["Status"] == "ARCHIVED" and options[option_id]["IsArchived"]
+    active_only = env.xero.ok("TrackingCategories")["TrackingCategories"]
+    assert option_id not in {
+        o["TrackingOptionID"] for c in active_only for o in c["Options"]
+    }  # archived options need includeArchived=true
+    env.write("POST", path, {"Status": "ACTIVE"})
+    assert "archive it instead" in env.refused("POST", path + "/delete")  # used on documents
+    assert "Status must be" in env.refused("POST", path, {"Status": "DELETED"})
+    # a category of the test's own, with an option no document uses, can be deleted
+    first_active = next(c for c in _categories(env).values() if c["Status"] == "ACTIVE")[
+        "TrackingCategoryID"
+    ]
+    assert "at most two" in env.refused("POST", "TrackingCategories", {"Name": "Third"})
+    env.write("PATCH", f"TrackingCategories/{first_active}", {"Status": "ARCHIVED"})
+    created = env.write(
+        "POST", "TrackingCategories", {"Name": "Project", "Options": [{"Name": "Apollo"}]}
+    )
+    new_id = created["TrackingCategoryID"]
+    (apollo,) = created["Options"]
+    assert "at most two" in env.refused(
+        "PATCH", f"TrackingCategories/{first_active}", {"Status": "ACTIVE"}
+    )
+    env.write("PATCH", f"TrackingCategories/{new_id}", {"Name": "Projects"})
+    gone = env.write(
+        "POST", f"TrackingCategories/{new_id}/Options/{apollo['TrackingOptionID']}/delete"
+    )
+    assert gone["Status"] == "DELETED" and gone["IsDeleted"]
+    assert _categories(env)[new_id]["Options"] == []
+    assert _categories(env)[new_id]["Name"] == "Projects"
+    deleted = env.write("POST", f"TrackingCategories/{new_id}/delete")
+    assert deleted["Status"] == "DELETED"
+    assert new_id not in _categories(env)  # never listed again
+    env.write("PATCH", f"TrackingCategories/{first_active}", {"Status": "ACTIVE"})
+    assert "archive it instead" in env.refused("POST", f"TrackingCategories/{category_id}/delete")
+    assert env.events() == []  # Xero has no webhooks for tracking

@@ -5,12 +5,15 @@ client sends and parses, never against the project's publisher. The stored ``.hy
 read back with tableauhyperapi to check that publishes and update actions really happened.
 """
 
+import io
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
+from xml.etree import ElementTree as ET
 
 import httpx
 import pytest
@@ -344,6 +347,24 @@ def test_update_hyper_data_delete_insert_is_applied_once(
     assert len(tableau.sandbox.jobs) == 1
 
 
+def test_forgotten_request_ids_apply_again(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    """A test replaying histories on one sandbox starts each from a server with no request
+    seen: the same request id then applies again, as on a new server."""
+    server = sign_in(tableau.base_url)
+    ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
+    delta = make_delta(hyper, tmp_path / "delta.hyper", [(3, Decimal("3.00"), "c")])
+    server.jobs.wait_for_job(update_data(server, ds, "same", _delete_insert(), delta), timeout=10)
+    publish(server, make_hyper(hyper, tmp_path / "again.hyper", ROWS), mode="Overwrite")
+    server.jobs.wait_for_job(update_data(server, ds, "same", _delete_insert(), delta), timeout=10)
+    stored = tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "GL")
+    assert read_rows(hyper, stored) == ROWS  # remembered: not applied again
+    tableau.sandbox.forget_request_ids()
+    server.jobs.wait_for_job(update_data(server, ds, "same", _delete_insert(), delta), timeout=10)
+    assert read_rows(hyper, stored) == [*ROWS, (3, Decimal("3.00"), "c")]
+
+
 def test_update_upsert_and_const_delete(
     tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
 ) -> None:
@@ -425,3 +446,91 @@ def test_injected_http_failure_hits_only_the_next_call(tableau: RunningTableauSa
     with pytest.raises(InternalServerError):
         server.projects.get()
     assert len(server.projects.get()[0]) == 2
+
+
+# ------------------------------------------------------------------------------------ download
+
+
+def download_rows(
+    server: TSC.Server, hyper: HyperProcess, ds_id: str, folder: Path
+) -> tuple[Path, list[str], list[Row]]:
+    """Download a data source with TSC, unzip it and read its extract back."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = Path(server.datasources.download(ds_id, filepath=str(folder), include_extract=True))
+    with zipfile.ZipFile(path) as tdsx:
+        names = tdsx.namelist()
+        extract = next(n for n in names if n.startswith("Data/Extracts/"))
+        tdsx.extract(extract, folder)
+    return path, names, read_rows(hyper, folder / extract)
+
+
+def test_download_is_a_tdsx_with_the_extract_after_an_incremental_update(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    server = sign_in(tableau.base_url)
+    ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
+    assert ds.id is not None
+    path, names, rows = download_rows(server, hyper, ds.id, tmp_path / "first")
+    assert path.name == "GL.tdsx"
+    assert sorted(names) == ["Data/Extracts/GL.hyper", "GL.tds"]
+    assert rows == ROWS
+    delta_rows: list[Row] = [(2, Decimal("-0.01"), "B"), (3, Decimal("1234567.89"), "c")]
+    delta = make_delta(hyper, tmp_path / "delta.hyper", delta_rows)
+    job = update_data(server, ds, "download-1", _delete_insert(), delta)
+    assert server.jobs.wait_for_job(job, timeout=10).finish_code == 0
+    _, _, rows = download_rows(server, hyper, ds.id, tmp_path / "second")
+    assert rows == [ROWS[0], *delta_rows]  # what Tableau holds now, cent for cent
+    assert rows == read_rows(hyper, tableau.sandbox.datasource_path(TABLEAU_DEMO_SITE, "GL"))
+
+
+def test_download_names_the_file_and_describes_the_extract(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    server = sign_in(tableau.base_url)
+    ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS), name="GL Facts")
+    response = httpx.get(
+        f"{tableau.base_url}/api/{API_VERSION}/sites/{server.site_id}/datasources/{ds.id}/content",
+        headers={"X-Tableau-Auth": server.auth_token or ""},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-disposition"] == (
+        'name="tableau_datasource"; filename="GL Facts.tdsx"'
+    )
+    with zipfile.ZipFile(io.BytesIO(response.content)) as tdsx:
+        tds = ET.fromstring(tdsx.read("GL Facts.tds"))
+    hyper_connection = tds.find("./connection/named-connections/named-connection/connection")
+    assert hyper_connection is not None
+    assert hyper_connection.get("class") == "hyper"
+    assert hyper_connection.get("dbname") == "Data/Extracts/GL Facts.hyper"
+    relations = tds.findall("./connection/relation")
+    assert [r.get("table") for r in relations] == ["[Extract].[t]"]
+
+
+def test_download_without_the_extract_is_a_tdsx_holding_the_tds_alone(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    server = sign_in(tableau.base_url)
+    ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
+    assert ds.id is not None
+    path = server.datasources.download(ds.id, filepath=str(tmp_path), include_extract=False)
+    assert Path(path).name == "GL.tdsx"
+    with zipfile.ZipFile(path) as tdsx:
+        assert tdsx.namelist() == ["GL.tds"]
+
+
+def test_download_of_an_unknown_or_foreign_data_source(
+    tableau: RunningTableauSandbox, hyper: HyperProcess, tmp_path: Path
+) -> None:
+    server = sign_in(tableau.base_url)
+    with pytest.raises(ServerResponseError) as missing:
+        server.datasources.download(str(uuid.uuid4()), filepath=str(tmp_path))
+    assert missing.value.code == "404004"
+    ds = publish(server, make_hyper(hyper, tmp_path / "gl.hyper", ROWS))
+    other = sign_in(tableau.base_url, site="")  # a token of the Default site
+    url = f"{tableau.base_url}/api/{API_VERSION}/sites/{server.site_id}/datasources/{ds.id}/content"
+    foreign = httpx.get(url, headers={"X-Tableau-Auth": other.auth_token or ""})
+    assert foreign.status_code == 403
+    anonymous = httpx.get(url)
+    assert anonymous.status_code == 401
+    assert "401000" in anonymous.text

@@ -16,6 +16,9 @@ Routes (JSON in, JSON out; loopback only, no auth):
 - ``POST   /sandbox/admin/tenants/{t}/{Over|Prepayments}/{id}/allocations``
   {"InvoiceID": "...", "Amount": 10.5, "Date": "2026-03-01"}: apply credit to an invoice
 - ``POST   /sandbox/admin/tenants/{t}/{Endpoint}/{id}/lines/{line}/account-code``  {"AccountCode"}
+- ``POST   /sandbox/admin/tenants/{t}/TrackingCategories/{id}/Options/{option}``  {"Name", "Status"}
+- ``POST   /sandbox/admin/tenants/{t}/TrackingCategories/{id}/Options/{option}/delete``
+  (a category: PATCH {"Name", "Status"} and ``/delete`` as for any record)
 - ``POST   /sandbox/admin/tenants/{t}/disconnect``   the organisation revokes the app
 """
 
@@ -270,6 +273,22 @@ class SandboxWriter:
                 record["InvoiceNumber"] = f"INV-SBX-{len(tenant.collections['Invoices']) + 1:06d}"
         if endpoint in _ADVANCES:
             self._new_advance(tenant, endpoint, record)
+        if endpoint == "TrackingCategories":
+            record.setdefault("Status", "ACTIVE")
+            self._check_category_change(
+                tenant, record, {"Name": record.get("Name"), "Status": record["Status"]}
+            )
+            record["Options"] = [
+                {
+                    "TrackingOptionID": str(uuid.uuid4()),
+                    "Name": str(option["Name"]),
+                    "Status": "ACTIVE",
+                    "IsDeleted": False,
+                    "IsArchived": False,
+                    "IsActive": True,
+                }
+                for option in record.get("Options", [])
+            ]
         if endpoint == "Contacts":
             record.setdefault("ContactStatus", "ACTIVE")
             if not record.get("Name"):
@@ -296,6 +315,8 @@ class SandboxWriter:
             raise AdminError(f"cannot change {sorted(protected & changes.keys())}")
         if record.get("Status") in ("VOIDED", "DELETED"):
             raise AdminError(f"a {record['Status']} document cannot be edited")
+        if endpoint == "TrackingCategories":
+            self._check_category_change(tenant, record, changes)
         record.update(changes)
         if endpoint in _LINED and ("LineItems" in changes or "LineAmountTypes" in changes):
             self._price_lines(tenant, record)
@@ -342,10 +363,106 @@ class SandboxWriter:
             if status == "DELETED":
                 raise AdminError("the payment is already deleted")
             self._unapply_payment(tenant, record)
+        elif endpoint == "TrackingCategories":
+            return self._delete_tracking(tenant, record, None)
         elif endpoint != "BankTransactions":
             raise AdminError(f"{endpoint} cannot be deleted")
         record["Status"] = "DELETED"
         return self._save(tenant, endpoint, record, "UPDATE")
+
+    # --- tracking categories and options (no UpdatedDateUTC, no webhooks) --------------------
+
+    def _tracking_in_use(self, tenant: TenantData, category_id: str, option_id: str | None) -> bool:
+        """Whether any document line carries the category (or that option of it)."""
+        for endpoint, spec in ENTITIES.items():
+            if spec.has_lines is None:
+                continue
+            for record in tenant.collections[endpoint].values():
+                for line in record.get(spec.has_lines, []):
+                    for element in line.get("Tracking", []):
+                        if element.get("TrackingCategoryID") == category_id and (
+                            option_id is None or element.get("TrackingOptionID") == option_id
+                        ):
+                            return True
+        return False
+
+    def _check_category_change(self, tenant: TenantData, record: dict, changes: dict) -> None:
+        unknown = set(changes) - {"Name", "Status"}
+        if unknown:
+            raise AdminError(f"a tracking category takes Name and Status, not {sorted(unknown)}")
+        if not changes.get("Name", record.get("Name")):
+            raise AdminError("a tracking category needs a Name")
+        status = changes.get("Status", record.get("Status"))
+        if status not in ("ACTIVE", "ARCHIVED"):
+            raise AdminError("Status must be ACTIVE or ARCHIVED (delete to remove a category)")
+        others = [
+            c
+            for c in tenant.collections["TrackingCategories"].values()
+            if c is not record and c.get("Status") == "ACTIVE"
+        ]
+        if status == "ACTIVE" and len(others) >= 2:
+            raise AdminError("an organisation has at most two active tracking categories")
+        if "Name" in changes and any(
+            c.get("Name") == changes["Name"]
+            for c in tenant.collections["TrackingCategories"].values()
+            if c is not record
+        ):
+            raise AdminError(f"a tracking category named {changes['Name']!r} exists already")
+
+    def _option(self, tenant: TenantData, category_id: str, option_id: str) -> tuple[dict, dict]:
+        category = self._record(tenant, "TrackingCategories", category_id)
+        for option in category.get("Options", []):
+            if option["TrackingOptionID"] == option_id:
+                return category, option
+        raise KeyError(f"no tracking option {option_id}")
+
+    def update_tracking_option(
+        self, tenant_id: str, category_id: str, option_id: str, changes: dict
+    ) -> dict:
+        """Rename, archive or restore one option, as Xero's ``POST
+        /TrackingCategories/{id}/Options/{optionId}`` does: the documents that carry it keep
+        its id (Xero joins on ids; names can change) and no UpdatedDateUTC moves."""
+        tenant = self.tenant(tenant_id)
+        category, option = self._option(tenant, category_id, option_id)
+        unknown = set(changes) - {"Name", "Status"}
+        if unknown:
+            raise AdminError(f"a tracking option takes Name and Status, not {sorted(unknown)}")
+        status = changes.get("Status", option.get("Status"))
+        if status not in ("ACTIVE", "ARCHIVED"):
+            raise AdminError("Status must be ACTIVE or ARCHIVED (delete to remove an option)")
+        name = changes.get("Name", option["Name"])
+        if any(o is not option and o["Name"] == name for o in category.get("Options", [])):
+            raise AdminError(f"the category has an option named {name!r} already")
+        option.update(
+            Name=name,
+            Status=status,
+            IsDeleted=False,
+            IsArchived=status == "ARCHIVED",
+            IsActive=status == "ACTIVE",
+        )
+        tenant.put("TrackingCategories", category)
+        return option
+
+    def delete_tracking_option(self, tenant_id: str, category_id: str, option_id: str) -> dict:
+        """``DELETE /TrackingCategories/{id}/Options/{optionId}``: see ``_delete_tracking``."""
+        tenant = self.tenant(tenant_id)
+        category, _ = self._option(tenant, category_id, option_id)
+        return self._delete_tracking(tenant, category, option_id)
+
+    def _delete_tracking(self, tenant: TenantData, category: dict, option_id: str | None) -> dict:
+        """Delete an option (or a whole category) no document line uses; a used one can only be
+        archived. Xero answers with the deleted item marked DELETED and never lists it again."""
+        category_id = category["TrackingCategoryID"]
+        if self._tracking_in_use(tenant, category_id, option_id):
+            raise AdminError("a tracking option in use cannot be deleted; archive it instead")
+        if option_id is None:
+            tenant.remove("TrackingCategories", category_id)
+            return {**category, "Status": "DELETED", "Options": []}
+        kept = [o for o in category["Options"] if o["TrackingOptionID"] != option_id]
+        (gone,) = [o for o in category["Options"] if o["TrackingOptionID"] == option_id]
+        category["Options"] = kept
+        tenant.put("TrackingCategories", category)
+        return {**gone, "Status": "DELETED", "IsDeleted": True, "IsActive": False}
 
     def _unapply_payment(self, tenant: TenantData, payment: dict) -> None:
         invoice_id = (payment.get("Invoice") or {}).get("InvoiceID")
@@ -648,6 +765,12 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
             p["tenant_id"], p["endpoint"], p["record_id"], p["line_id"], body["AccountCode"]
         )
 
+    def tracking_option(p: dict, body: dict) -> dict:
+        return writer.update_tracking_option(p["tenant_id"], p["record_id"], p["option_id"], body)
+
+    def delete_tracking_option(p: dict, _b: dict) -> dict:
+        return writer.delete_tracking_option(p["tenant_id"], p["record_id"], p["option_id"])
+
     def disconnect(p: dict, _b: dict) -> dict:
         return {"grants": sandbox.identity.disconnect_tenant_everywhere(p["tenant_id"].lower())}
 
@@ -670,6 +793,17 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
         ),
         Route(record + "/lines/{line_id}/account-code", run(account_code), methods=["POST"]),
         Route(record + "/allocations", run(allocate), methods=["POST"]),
+        Route(
+            prefix + "/tenants/{tenant_id}/TrackingCategories/{record_id}/Options/{option_id}",
+            run(tracking_option),
+            methods=["POST"],
+        ),
+        Route(
+            prefix
+            + "/tenants/{tenant_id}/TrackingCategories/{record_id}/Options/{option_id}/delete",
+            run(delete_tracking_option),
+            methods=["POST"],
+        ),
     ]
 
 

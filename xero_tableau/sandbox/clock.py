@@ -45,6 +45,16 @@ class SandboxClock:
         with self._lock:
             self._offset += seconds
 
+    def reset(self, start: datetime) -> None:
+        """Set virtual now to ``start`` (possibly backward): for tests that replay many
+        histories on one running sandbox, each from the same instant."""
+        if start.tzinfo is None:
+            raise ValueError("clock start must be timezone-aware")
+        with self._lock:
+            self._real0 = time.monotonic()
+            self._virtual0 = start.timestamp()
+            self._offset = 0.0
+
     def real_seconds(self, virtual_seconds: float) -> float:
         """How long ``virtual_seconds`` of sandbox time last on the wall clock."""
         return virtual_seconds / self.speed

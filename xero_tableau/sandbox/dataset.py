@@ -279,6 +279,12 @@ class TenantData:
             parse_ms_date(when) if when else 0,
         )
 
+    def remove(self, endpoint: str, record_id: str) -> None:
+        """Forget a record Xero deletes for good (an unused tracking category)."""
+        self._by_updated.pop(endpoint, None)
+        self.collections[endpoint].pop(record_id, None)
+        self.instants[endpoint].pop(record_id, None)
+
     def by_updated(self, endpoint: str) -> tuple[list[int], list[str]]:
         """Record ids sorted by (UpdatedDateUTC, id), with their UpdatedDateUTC ms alongside: the
         order incremental readers ask for, kept so a page costs a slice, not a sort."""

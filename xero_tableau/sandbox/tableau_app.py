@@ -2,12 +2,13 @@
 
 It answers under ``/api/{version}/`` with ``<tsResponse xmlns="http://tableau.com/api">`` bodies:
 server info, sign-in and sign-out, projects and their permissions, users, data sources (publish,
-update, delete), file uploads and jobs. Every published data source is a real ``.hyper`` file at
-``<storage>/<site>/<luid>.hyper`` and the update actions run for real in Hyper SQL, so a test can
-read back exactly what Tableau would hold. Where Tableau's documentation is silent, the choices
-made are deliberate; ``docs/design-notes.md`` lists them.
+update, delete, download as ``.tdsx``), file uploads and jobs. Every published data source is a
+real ``.hyper`` file at ``<storage>/<site>/<luid>.hyper`` and the update actions run for real in
+Hyper SQL, so a test can read back exactly what Tableau would hold. Where Tableau's documentation
+is silent, the choices made are deliberate; ``docs/design-notes.md`` lists them.
 """
 
+import io
 import json
 import math
 import re
@@ -17,6 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zipfile
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -395,6 +397,12 @@ class TableauSandbox:
             finally:
                 conn.catalog.detach_database("ds")
 
+    def forget_request_ids(self) -> None:
+        """Forget the update requests already applied, as a new server would: for tests that
+        replay many histories on one running sandbox."""
+        with self._lock:
+            self._request_ids.clear()
+
     def expire_sessions(self) -> None:
         """Make every token idle past its lifetime, as after a long pause."""
         with self._lock:
@@ -427,6 +435,7 @@ class TableauSandbox:
             ("GET", "/sites/{site}/datasources/{ds}", self._get_datasource, True),
             ("DELETE", "/sites/{site}/datasources/{ds}", self._delete_datasource, True),
             ("PATCH", "/sites/{site}/datasources/{ds}/data", self._update_data, True),
+            ("GET", "/sites/{site}/datasources/{ds}/content", self._download_datasource, True),
             ("POST", "/sites/{site}/fileUploads", self._initiate_upload, True),
             ("PUT", "/sites/{site}/fileUploads/{upload}", self._append_upload, True),
             ("GET", "/sites/{site}/jobs/{job}", self._get_job, True),
@@ -783,6 +792,42 @@ class TableauSandbox:
         existing.updated_at = now
         return existing
 
+    def _download_datasource(self, call: Call) -> Response:
+        """``GET datasources/{id}/content``: the data source as a ``.tdsx`` (a zip of the ``.tds``
+        and, unless ``includeExtract=False``, ``Data/Extracts/<name>.hyper``), named by
+        ``Content-Disposition`` as Tableau does. Without the extract it is still a ``.tdsx``,
+        holding the ``.tds`` alone (TSC issue #1181: such a file cannot be published again).
+        The PAT's user owns what it published, so it may always download it; an id unknown on
+        the site is 404004, as Tableau answers a download of a missing data source."""
+        site = self._site(call)
+        with self._lock:
+            ds = self.datasources.get(call.params["ds"])
+        if ds is None or ds.site_id != site.id:
+            raise ApiError(
+                404,
+                "404004",
+                "Resource Not Found",
+                f"Datasource '{call.params['ds']}' could not be found.",
+            )
+        include = call.query.get("includeExtract", "true").strip().lower() != "false"
+        stem = re.sub(r"[^A-Za-z0-9 ._-]", "_", ds.name).strip() or "datasource"
+        extract = f"Data/Extracts/{stem}.hyper"
+        with self._hyper_lock:  # no publish or update is halfway through the file
+            hyper = ds.path.read_bytes() if include else None
+        tables = list(self._hyper_tables(ds.path))
+        body = io.BytesIO()
+        with zipfile.ZipFile(body, "w", zipfile.ZIP_DEFLATED) as tdsx:
+            tdsx.writestr(f"{stem}.tds", _tds_xml(ds, tables, extract))
+            if hyper is not None:
+                tdsx.writestr(extract, hyper)
+        disposition = f'name="tableau_datasource"; filename="{stem}.tdsx"'
+        return Response(
+            body.getvalue(),
+            200,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": disposition},
+        )
+
     def _content_url(self, site: Site, name: str) -> str:
         base = re.sub(r"[^A-Za-z0-9_-]", "", name) or "datasource"
         with self._lock:
@@ -1113,6 +1158,38 @@ class TableauSandbox:
                 if ds.site_id == site.id and ds.project_id == project.id and ds.name == name:
                     return ds
         return None
+
+
+def _tds_xml(ds: Datasource, tables: list[tuple[str, str]], extract: str) -> str:
+    """The ``.tds`` of a data source published from a ``.hyper``: a federated connection to the
+    packaged extract, one relation per table of the file."""
+    root = ET.Element(
+        "datasource",
+        {"formatted-name": ds.name, "inline": "true", "version": "18.1"},
+    )
+    federated = ET.SubElement(root, "connection", {"class": "federated"})
+    named = ET.SubElement(
+        ET.SubElement(federated, "named-connections"),
+        "named-connection",
+        {"caption": Path(extract).name, "name": f"hyper.{ds.id}"},
+    )
+    ET.SubElement(
+        named,
+        "connection",
+        {"authentication": "auth-none", "class": "hyper", "dbname": extract},
+    )
+    for schema, table in tables:
+        ET.SubElement(
+            federated,
+            "relation",
+            {
+                "connection": f"hyper.{ds.id}",
+                "name": table,
+                "table": f"[{schema}].[{table}]",
+                "type": "table",
+            },
+        )
+    return "<?xml version='1.0' encoding='utf-8' ?>\n" + ET.tostring(root, encoding="unicode")
 
 
 def _hms(seconds: int) -> str:
