@@ -667,12 +667,12 @@ class Example:
                 resources: dict[str, object] = {
                     k: v for k, v in resources_from_env(self.env).items() if k in needed
                 }
-                context = dg.build_schedule_context(
+                with dg.build_schedule_context(
                     instance=self.world.instance,
                     scheduled_execution_time=self.now(),
                     resources=resources or None,
-                )
-                result = schedule(context)
+                ) as context:
+                    result = schedule(context)
             requests = result if isinstance(result, list) else []
             for request in requests:
                 tags = request.tags
