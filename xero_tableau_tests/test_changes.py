@@ -1,7 +1,6 @@
 """Document fingerprints and diffs (``xero_tableau.transform.changes``) on small hand-made tables:
 a change in any published column counts, ``fetched_at_utc`` and row order do not."""
 
-import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -185,8 +184,9 @@ def test_credit_fact_document_is_the_row(table_name: str, id_column: str) -> Non
     assert changes.new_ids.num_rows == changes.removed_ids.num_rows == 0
 
 
-def test_large_table_is_fast() -> None:
-    """A smoke guard of the vectorized path (the 1,000,000-row figure is measured in a bench)."""
+def test_large_table_takes_the_threaded_path() -> None:
+    """200,000 rows go through the threaded, vectorized path (past its 50,000-row threshold) and
+    give a diff with nothing in it; its speed is measured by bench/tableau_publish.py."""
     n = 200_000
     rng = np.random.default_rng(7)
     table = pa.table(
@@ -200,7 +200,5 @@ def test_large_table_is_fast() -> None:
             .cast(pa.decimal128(18, 2)),
         }
     )
-    started = time.perf_counter()
     fingerprints = document_fingerprints(T, table)
-    assert time.perf_counter() - started < 2.0
     assert diff_documents(T, fingerprints, table).is_empty

@@ -4,7 +4,6 @@
 import copy
 import gc
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -474,9 +473,9 @@ def test_parse_records_pauses_the_garbage_collector_and_restores_it() -> None:
 # --- speed ----------------------------------------------------------------------------------------
 
 
-def test_parsing_10k_invoices_of_4_lines_is_fast(dataset: SandboxDataset) -> None:
-    """0.37 s on the 2-core dev box (1.6 s with the cyclic GC left running). The bound is loose
-    so a busy runner does not flake; the GC pause itself is checked directly below."""
+def test_parsing_10k_invoices_of_4_lines(dataset: SandboxDataset) -> None:
+    """10,000 invoices of 4 lines parse, every one (their speed is a bench figure:
+    bench/normalize_hyper.py; tests do not time things)."""
     templates = [
         r
         for tenant in dataset.tenants.values()
@@ -491,9 +490,6 @@ def test_parsing_10k_invoices_of_4_lines_is_fast(dataset: SandboxDataset) -> Non
         invoice["LineItems"] = [copy.deepcopy(lines[k % len(lines)]) for k in range(4)]
         invoices.append(invoice)
     raw = json.loads(json.dumps(invoices))
-    started = time.perf_counter()
     result = parse_records("Invoices", raw)
-    elapsed = time.perf_counter() - started
     assert len(result.records) == 10_000
-    # Duplicated lines no longer sum to SubTotal, which is fine: only parsing is timed here.
-    assert elapsed < 2.0, f"parsing 10,000 invoices took {elapsed:.2f} s"
+    assert all(len(invoice.line_items) == 4 for invoice in result.records)
