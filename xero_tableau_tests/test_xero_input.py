@@ -29,6 +29,7 @@ from xero_tableau.transform.raw import flatten
 from xero_tableau.webhooks.tick import RunState, run_tick
 from xero_tableau.xero.api import format_if_modified_since
 from xero_tableau.xero.models import FLOAT_NOISE
+from xero_tableau_tests.conftest import fresh_state_db
 from xero_tableau_tests.xero_spec import (
     ACCOUNTING,
     RFC3339_DATETIME_PATTERN,
@@ -328,14 +329,19 @@ def test_a_requested_batch_that_cannot_be_asked_again_is_set_aside(tmp_path: Pat
     assert queue.counts()["ignored"] == 1
 
 
-def test_the_state_db_gains_the_reason_column_on_an_older_schema(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_state_db_gains_the_reason_column_on_an_older_schema(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    url = fresh_state_db(request, tmp_path, backend, xero_webhook_events.name)
     engine = connect(url)
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # the table as an older release made it
         conn.execute(sa.text("ALTER TABLE xero_webhook_events DROP COLUMN ignored_reason"))
     engine.dispose()
     again = connect(url)
+    connect(url).dispose()  # a second process connecting finds it done
     columns = {c["name"] for c in sa.inspect(again).get_columns("xero_webhook_events")}
     assert "ignored_reason" in columns
     EventQueue(again).add_batch([event("0001-01-01T00:00:00")], datetime.now(UTC), {TENANT})
     assert EventQueue(again).counts()["ignored"] == 1
+    again.dispose()
