@@ -13,6 +13,8 @@ xero_automation = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
-    description="Requests the tables and extracts of a tenant once its raw partitions change "
-    "(AutomationCondition.eager()), and the reference snapshots on their cron.",
+    description="Requests the tables of a tenant once its raw partitions change (also when they "
+    "change during a rebuild), its extracts once the tables are rebuilt and their blocking checks "
+    "passed (defs/table_assets.py FOLLOW_RAW, FOLLOW_TABLES), and the reference snapshots on "
+    "their cron.",
 )
