@@ -138,7 +138,7 @@ def _migrate_record_versions(engine: Engine) -> None:
             columns = sa.inspect(conn).get_columns(table.name)
             if "content_digest" in {c["name"] for c in columns}:
                 return
-            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN content_digest VARCHAR(32)")
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN content_digest VARCHAR(16)")
             conn.exec_driver_sql(
                 f"ALTER TABLE {table.name} DROP CONSTRAINT IF EXISTS uq_xero_record_versions"
             )
@@ -313,7 +313,7 @@ xero_record_versions = sa.Table(
     sa.Column("entity", sa.String(32), nullable=False),
     sa.Column("xero_id", sa.String(64), nullable=False),
     sa.Column("updated_at_utc", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("content_digest", sa.String(32), nullable=True),
+    sa.Column("content_digest", sa.String(16), nullable=True),
     sa.Column("status", sa.String(32), nullable=True),
     sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
