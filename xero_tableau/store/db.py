@@ -130,15 +130,18 @@ def _migrate_record_versions(engine: Engine) -> None:
     the key that includes it (the old key, without it, would drop an undated edit). Rows kept
     have no digest. Done once, under a write lock, by whichever process connects first."""
     table = xero_record_versions
-    if "content_digest" in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
+    # Decided on the key, not the column: a column added without the key (by a build that only
+    # added missing columns) must still get the key.
+    if _has_content_key(sa.inspect(engine)):
         return
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.exec_driver_sql(f"LOCK TABLE {table.name} IN ACCESS EXCLUSIVE MODE")
-            columns = sa.inspect(conn).get_columns(table.name)
-            if "content_digest" in {c["name"] for c in columns}:
+            if _has_content_key(sa.inspect(conn)):
                 return
-            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN content_digest VARCHAR(16)")
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS content_digest VARCHAR(16)"
+            )
             conn.exec_driver_sql(
                 f"ALTER TABLE {table.name} DROP CONSTRAINT IF EXISTS uq_xero_record_versions"
             )
@@ -154,7 +157,11 @@ def _migrate_record_versions(engine: Engine) -> None:
         try:
             cursor.execute("BEGIN IMMEDIATE")
             present = [row[1] for row in cursor.execute(f"PRAGMA table_info({table.name})")]
-            if "content_digest" in present:
+            unique = [r[1] for r in cursor.execute(f"PRAGMA index_list({table.name})") if r[2]]
+            if any(
+                "content_digest" in [c[2] for c in cursor.execute(f"PRAGMA index_info('{name}')")]
+                for name in unique
+            ):
                 cursor.execute("COMMIT")
                 return
             legacy = f"{table.name}_legacy"
@@ -176,6 +183,14 @@ def _migrate_record_versions(engine: Engine) -> None:
             dbapi.isolation_level = isolation
     finally:
         raw.close()
+
+
+def _has_content_key(inspector: Any) -> bool:
+    """Whether ``xero_record_versions`` has a unique key that includes ``content_digest``."""
+    return any(
+        "content_digest" in key["column_names"]
+        for key in inspector.get_unique_constraints(xero_record_versions.name)
+    )
 
 
 def _versions_key() -> sa.UniqueConstraint:
