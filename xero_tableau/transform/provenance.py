@@ -14,10 +14,12 @@ replace of the same lake would show other provenance than the incremental publis
   values normalize publishes as stored (:func:`content_columns`), compared with the version of
   the same record the partition held. A value normalize uses only as a fallback
   (``FALLBACK_ONLY``) does not count; one it fills in when null (``FILLED_WHEN_NULL``) counts
-  only when it changes between two values; a line's two tracking elements count as a set. A
-  change that does not show in any published row never changes the provenance; a published
-  change that no compared value explains (a renamed contact, say) keeps it, which is safe: the
-  row is re-sent with the provenance it already had.
+  only when it changes between two values; a line's tracking elements do not count (whether one
+  shows depends on the tenant's tracking slots, not on the record; and Xero dates every edit of
+  them with a new UpdatedDateUTC, which counts). A change that does not show in any published
+  row never changes the provenance; a published change that no compared value explains (a
+  renamed contact, say) keeps it, which is safe: the row is re-sent with the provenance it
+  already had.
 - reference snapshots (:func:`reference_reads`): the published dimension row itself, built
   by normalize from the old and the new snapshot and compared by fingerprint.
 
@@ -75,8 +77,9 @@ FILLED_WHEN_NULL = frozenset(
         "allocations",
     }
 )
-#: A line's tracking elements: normalize puts each in its category's slot whatever slot Xero
-#: sent it in, so they are compared as a set.
+#: A line's tracking elements: an element shows only if its category holds tracking slot 1 or 2
+#: (``normalize.tracking_slots``, kept per tenant outside the lake), so no change in them is
+#: sure to show. An edit of a line's tracking comes with a new UpdatedDateUTC anyway.
 _TRACKING = tuple(
     f"tracking_{slot}_{part}" for slot in "ab" for part in ("category_id", "option_id")
 )
@@ -84,12 +87,11 @@ _TRACKING = tuple(
 _NOT_CONTENT = frozenset(
     {"id", "document_id", "document_row", "line_number", "fetched_at_utc", *PROVENANCE}
 )
-_SEP = "\x1f"
 
 
 def content_columns(entity: str) -> tuple[list[str], list[str]]:
     """The document and line columns whose values, compared one by one, decide whether a
-    re-read of ``entity`` found new content (the tracking ids are compared apart, as a set)."""
+    re-read of ``entity`` found new content."""
     documents, lines = NORMALIZE_COLUMNS[entity]
     skip = _NOT_CONTENT | FALLBACK_ONLY
     return (
@@ -115,20 +117,6 @@ def _unchanged(new: Any, old: Any, filled: bool) -> np.ndarray:
         return _bools(pc.fill_null(equal, True))
     both_null = pc.and_(pc.is_null(new), pc.is_null(old))
     return _bools(pc.or_(pc.fill_null(equal, False), both_null))
-
-
-def _tracking_set(lines: pa.Table) -> tuple[Any, Any]:
-    """A line's two tracking elements as a sorted pair of strings (order does not matter)."""
-    a, b = (
-        pc.binary_join_element_wise(
-            pc.fill_null(lines.column(f"tracking_{slot}_category_id"), ""),
-            pc.fill_null(lines.column(f"tracking_{slot}_option_id"), ""),
-            _SEP,
-        )
-        for slot in "ab"
-    )
-    first = pc.less_equal(a, b)
-    return pc.if_else(first, a, b), pc.if_else(first, b, a)
 
 
 def _ints(column: Any) -> np.ndarray:
@@ -167,9 +155,6 @@ def _lines_unchanged(
         line_same &= _unchanged(
             new.column(name), counterpart.column(name), name in FILLED_WHEN_NULL
         )
-    if all(name in new.column_names for name in _TRACKING):
-        for now, before in zip(_tracking_set(new), _tracking_set(counterpart), strict=True):
-            line_same &= _bools(pc.fill_null(pc.equal(now, before), False))
     changed = np.bincount(new_row[~line_same], minlength=n) > 0
     return same & ~changed
 
