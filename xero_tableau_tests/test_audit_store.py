@@ -320,23 +320,17 @@ def test_a_state_db_from_before_digests_is_migrated_and_keeps_its_history(
 def test_a_digest_column_without_the_content_key_still_gets_the_key(tmp_path) -> None:
     """A versions table that has the content_digest column but the old key (a column added on
     its own) is migrated to the content key, not taken as done."""
-    import sqlalchemy as sa
-
-    from xero_tableau.store import db as state_db
-
     url = f"sqlite:///{tmp_path / 'state.db'}"
     engine = sa.create_engine(url)
+    metadata = sa.MetaData()
+    _legacy_versions(metadata)
+    metadata.create_all(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(
-            "CREATE TABLE xero_record_versions (id INTEGER PRIMARY KEY, tenant_id VARCHAR(36) NOT "
-            "NULL, entity VARCHAR(32) NOT NULL, xero_id VARCHAR(64) NOT NULL, updated_at_utc "
-            "DATETIME NOT NULL, status VARCHAR(32), fetched_at DATETIME NOT NULL, run_id "
-            "VARCHAR(64), purpose VARCHAR(32), read_mode VARCHAR(16), content_digest VARCHAR(16), "
-            "CONSTRAINT uq_xero_record_versions UNIQUE (tenant_id, entity, xero_id, "
-            "updated_at_utc))"
+            "ALTER TABLE xero_record_versions ADD COLUMN content_digest VARCHAR(16)"
         )
     engine.dispose()
-    migrated = state_db.connect(url)
+    migrated = connect(url)
     try:
         keys = sa.inspect(migrated).get_unique_constraints("xero_record_versions")
         assert any("content_digest" in key["column_names"] for key in keys), keys

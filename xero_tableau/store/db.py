@@ -145,7 +145,13 @@ def _migrate_record_versions(engine: Engine) -> None:
             conn.exec_driver_sql(
                 f"ALTER TABLE {table.name} DROP CONSTRAINT IF EXISTS uq_xero_record_versions"
             )
-            conn.execute(sa.schema.AddConstraint(_versions_key()))
+            # Spelled out, not AddConstraint(key): that marks the table's own constraint as
+            # created separately, and a later CreateTable in this process would leave it out.
+            key = _versions_key()
+            columns = ", ".join(key.columns.keys())
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table.name} ADD CONSTRAINT {key.name} UNIQUE ({columns})"
+            )
         return
     # SQLite cannot drop a table's constraint: rebuild the table in one transaction.
     raw = engine.raw_connection()
