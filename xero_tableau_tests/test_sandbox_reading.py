@@ -455,16 +455,10 @@ def test_include_archived(make_sandbox: SandboxFactory, http: httpx.Client) -> N
     assert categories and categories[0]["Options"]
     category = categories[0]
     option = category["Options"][0]
-    response = http.patch(
-        f"{admin}/TrackingCategories/{category['TrackingCategoryID']}",
-        json={
-            "Options": [
-                {**o, "Status": "ARCHIVED", "IsActive": False, "IsArchived": True}
-                if o["TrackingOptionID"] == option["TrackingOptionID"]
-                else o
-                for o in category["Options"]
-            ]
-        },
+    response = http.post(
+        f"{admin}/TrackingCategories/{category['TrackingCategoryID']}"
+        f"/Options/{option['TrackingOptionID']}",
+        json={"Status": "ARCHIVED"},
     )
     assert response.status_code == 200, response.text
     last = categories[-1]
