@@ -12,8 +12,11 @@ Routes (JSON in, JSON out; loopback only, no auth):
 - ``POST   /sandbox/admin/tenants/{t}/{Endpoint}``   create a record
 - ``PATCH  /sandbox/admin/tenants/{t}/{Endpoint}/{id}``  update fields (lines replace lines)
 - ``POST   /sandbox/admin/tenants/{t}/{Endpoint}/{id}/void``   (and ``/delete``)
-- ``POST   /sandbox/admin/tenants/{t}/Invoices/{id}/payments``  {"Amount": 10.5}
-- ``POST   /sandbox/admin/tenants/{t}/{Over|Prepayments}/{id}/allocations``
+- ``POST   /sandbox/admin/tenants/{t}/Invoices/{id}/payments``  {"Amount": 10.5,
+  "CurrencyRate": 0.61}: the rate defaults to the invoice's
+- ``POST   /sandbox/admin/tenants/{t}/CreditNotes/{id}/payments``  {"Amount": 10.5}: a cash
+  refund of a credit note's remaining credit
+- ``POST   /sandbox/admin/tenants/{t}/{Over|Prepayments|CreditNotes}/{id}/allocations``
   {"InvoiceID": "...", "Amount": 10.5, "Date": "2026-03-01"}: apply credit to an invoice
 - ``POST   /sandbox/admin/tenants/{t}/{Endpoint}/{id}/lines/{line}/account-code``  {"AccountCode"}
 - ``POST   /sandbox/admin/tenants/{t}/TrackingCategories/{id}/Options/{option}``  {"Name", "Status"}
@@ -44,6 +47,7 @@ from xero_tableau.sandbox.dataset import (
     utc_string,
 )
 from xero_tableau.sandbox.identity import IdentityService
+from xero_tableau.sandbox.ledger import ledger_of
 from xero_tableau.sandbox.limits import RateLimiter
 from xero_tableau.sandbox.webhooks import WebhookSender
 
@@ -100,6 +104,9 @@ class SandboxWriter:
         tenant = self.sandbox.dataset.tenant(tenant_id.lower())
         if tenant is None:
             raise KeyError(f"no tenant {tenant_id}")
+        # Writes edit records in place before storing them: the general ledger must hold the
+        # postings of the state before this write (it is built lazily, on first use).
+        ledger_of(tenant).build()
         return tenant
 
     def _stamp(self, tenant: TenantData, endpoint: str, record: dict) -> None:
@@ -216,6 +223,44 @@ class SandboxWriter:
         record["TotalTax"] = _num(tax_total)
         record["Total"] = _num(gross)
 
+    def _remaining_credit(self, record: dict) -> None:
+        """RemainingCredit of a credit note or advance: its Total less what was allocated or
+        refunded (0 once voided)."""
+        if record.get("Status") == "VOIDED":
+            record["RemainingCredit"] = 0.0
+            return
+        used = sum((_money(a["Amount"]) for a in record.get("Allocations", [])), Decimal(0))
+        used += sum((_money(p["Amount"]) for p in record.get("Payments", [])), Decimal(0))
+        remaining = _money(record.get("Total", 0)) - used
+        if remaining < 0:
+            raise AdminError("the total cannot fall below the amount already allocated")
+        record["RemainingCredit"] = _num(remaining)
+
+    def _price_journal(self, tenant: TenantData, record: dict) -> None:
+        """A manual journal's lines as Xero keeps them: each line's tax from its TaxType (none
+        when the journal is NoTax, its default), and debits equal to credits, tax included."""
+        kind = record.setdefault("LineAmountTypes", "NoTax")
+        codes = self._account_ids(tenant)
+        balance = Decimal(0)
+        for line in record.get("JournalLines", []):
+            amount = _money(line["LineAmount"])
+            if line.get("AccountCode"):
+                if line["AccountCode"] not in codes:
+                    raise AdminError(f"Account code '{line['AccountCode']}' is not a valid code")
+                line["AccountID"] = codes[line["AccountCode"]]
+            rate = Decimal(0) if kind == "NoTax" else self._tax_rate(tenant, line.get("TaxType"))
+            if kind == "Inclusive":
+                tax = _money(amount - amount / (1 + rate))
+                balance += amount
+            else:
+                tax = _money(amount * rate)
+                balance += amount + tax
+            line["LineAmount"] = _num(amount)
+            line["TaxAmount"] = _num(tax)
+            line["Tracking"] = self._resolve_tracking(tenant, line.get("Tracking", []))
+        if balance != 0:
+            raise AdminError("journal lines must balance to zero")
+
     def _settle(self, record: dict) -> None:
         """AmountDue/AmountPaid and PAID status follow the record's payments."""
         if "AmountPaid" not in record and record.get("Type") not in ("ACCREC", "ACCPAY"):
@@ -296,15 +341,15 @@ class SandboxWriter:
         if endpoint in _LINED:
             self._price_lines(tenant, record)
         if endpoint == "ManualJournals":
-            lines = record.get("JournalLines", [])
-            if sum((_money(line["LineAmount"]) for line in lines), Decimal(0)) != 0:
-                raise AdminError("journal lines must balance to zero")
-            for line in lines:
-                line["Tracking"] = self._resolve_tracking(tenant, line.get("Tracking", []))
+            self._price_journal(tenant, record)
         if endpoint == "Invoices":
             self._settle(record)
         if endpoint in _ADVANCES:
             record["RemainingCredit"] = record["Total"]
+        if endpoint == "CreditNotes":
+            record.setdefault("Allocations", [])
+            record.setdefault("Payments", [])
+            self._remaining_credit(record)
         return self._save(tenant, endpoint, record, "CREATE")
 
     def update(self, tenant_id: str, endpoint: str, record_id: str, changes: dict) -> dict:
@@ -320,14 +365,12 @@ class SandboxWriter:
         record.update(changes)
         if endpoint in _LINED and ("LineItems" in changes or "LineAmountTypes" in changes):
             self._price_lines(tenant, record)
+        if endpoint == "ManualJournals" and (changes.keys() & {"JournalLines", "LineAmountTypes"}):
+            self._price_journal(tenant, record)
         if endpoint == "Invoices":
             self._settle(record)
-        if endpoint in _ADVANCES:
-            applied = sum((_money(a["Amount"]) for a in record.get("Allocations", [])), Decimal(0))
-            remaining = _money(record["Total"]) - applied
-            if remaining < 0:
-                raise AdminError("the total cannot fall below the amount already allocated")
-            record["RemainingCredit"] = _num(remaining)
+        if endpoint in _ADVANCES or endpoint == "CreditNotes":
+            self._remaining_credit(record)
         return self._save(tenant, endpoint, record, "UPDATE")
 
     def void(self, tenant_id: str, endpoint: str, record_id: str) -> dict:
@@ -344,10 +387,12 @@ class SandboxWriter:
             raise AdminError(f"a {status} document cannot be voided; delete it instead")
         if record.get("Payments"):
             raise AdminError("This document cannot be voided as it has payments applied")
-        if record.get("Allocations") and endpoint in _ADVANCES:
+        if record.get("Allocations"):
             raise AdminError("This document cannot be voided as it has been allocated")
+        if _money(record.get("AmountCredited", 0)):
+            raise AdminError("This document cannot be voided as it has credit allocated to it")
         record["Status"] = "VOIDED"
-        if endpoint in _ADVANCES:
+        if endpoint in _ADVANCES or endpoint == "CreditNotes":
             record["RemainingCredit"] = 0.0  # as the generator's voided advances and credit notes
         return self._save(tenant, endpoint, record, "UPDATE")
 
@@ -465,6 +510,10 @@ class SandboxWriter:
         return {**gone, "Status": "DELETED", "IsDeleted": True, "IsActive": False}
 
     def _unapply_payment(self, tenant: TenantData, payment: dict) -> None:
+        credit_note_id = (payment.get("CreditNote") or {}).get("CreditNoteID")
+        if credit_note_id:
+            self._unapply_refund(tenant, payment, credit_note_id)
+            return
         invoice_id = (payment.get("Invoice") or {}).get("InvoiceID")
         invoice = tenant.get("Invoices", invoice_id or "")
         if invoice is None:
@@ -476,6 +525,21 @@ class SandboxWriter:
             invoice["Status"] = "AUTHORISED"
         self._settle(invoice)
         self._save(tenant, "Invoices", invoice, "UPDATE")
+
+    def _unapply_refund(self, tenant: TenantData, payment: dict, credit_note_id: str) -> None:
+        note = tenant.get("CreditNotes", credit_note_id)
+        if note is None:
+            return
+        note["Payments"] = [
+            p for p in note.get("Payments", []) if p.get("PaymentID") != payment["PaymentID"]
+        ]
+        note["RemainingCredit"] = _num(
+            _money(note.get("RemainingCredit", 0)) + _money(payment["Amount"])
+        )
+        if note.get("Status") == "PAID":
+            note["Status"] = "AUTHORISED"
+            note.pop("FullyPaidOnDate", None)
+        self._save(tenant, "CreditNotes", note, "UPDATE")
 
     def pay(self, tenant_id: str, invoice_id: str, body: dict) -> dict:
         tenant = self.tenant(tenant_id)
@@ -495,7 +559,8 @@ class SandboxWriter:
             if body.get("Date")
             else self.sandbox.clock.now().date()
         )
-        rate = invoice.get("CurrencyRate", 1.0)
+        # the rate of the day the money moved; by default the invoice's (no currency difference)
+        rate = self._rate(body.get("CurrencyRate", invoice.get("CurrencyRate", 1.0)))
         payment = {
             "PaymentID": str(uuid.uuid4()),
             "Date": ms_date(day_ms(day)),
@@ -529,6 +594,75 @@ class SandboxWriter:
         if invoice["Status"] == "PAID":
             invoice["FullyPaidOnDate"] = payment["Date"]
         self._save(tenant, "Invoices", invoice, "UPDATE")
+        return payment
+
+    @staticmethod
+    def _rate(value: Any) -> float:
+        rate = float(value or 1.0)
+        if rate <= 0:
+            raise AdminError("CurrencyRate must be positive")
+        return rate
+
+    def refund(self, tenant_id: str, credit_note_id: str, body: dict) -> dict:
+        """Pay out (ACCRECCREDIT) or receive (ACCPAYCREDIT) a credit note's remaining credit as
+        cash, as Xero's ``PUT /Payments`` with a ``CreditNote`` does: an ``ARCREDITPAYMENT`` or
+        ``APCREDITPAYMENT``; RemainingCredit falls, PAID at zero."""
+        tenant = self.tenant(tenant_id)
+        note = self._record(tenant, "CreditNotes", credit_note_id)
+        if note.get("Status") != "AUTHORISED":
+            raise AdminError(f"a {note.get('Status')} credit note cannot be refunded")
+        remaining = _money(note.get("RemainingCredit", 0))
+        amount = _money(body.get("Amount", remaining))
+        if amount <= 0 or amount > remaining:
+            raise AdminError("refund amount must be positive and at most the credit left")
+        bank = next(
+            (a for a in tenant.collections["Accounts"].values() if a.get("Type") == "BANK"), None
+        )
+        if bank is None:
+            raise AdminError("the organisation has no bank account")
+        day = (
+            date.fromisoformat(body["Date"])
+            if body.get("Date")
+            else self.sandbox.clock.now().date()
+        )
+        if day_ms(day) < parse_ms_date(note["Date"]):
+            raise AdminError("a refund cannot be dated before its credit note")
+        rate = self._rate(body.get("CurrencyRate", note.get("CurrencyRate", 1.0)))
+        sales = note.get("Type") == "ACCRECCREDIT"
+        payment = {
+            "PaymentID": str(uuid.uuid4()),
+            "Date": ms_date(day_ms(day)),
+            "Amount": _num(amount),
+            "BankAmount": _num(_money(amount / Decimal(str(rate)))),  # base currency
+            "CurrencyRate": rate,
+            "Reference": body.get("Reference", ""),
+            "PaymentType": "ARCREDITPAYMENT" if sales else "APCREDITPAYMENT",
+            "Status": "AUTHORISED",
+            "IsReconciled": False,
+            "HasAccount": True,
+            "HasValidationErrors": False,
+            "Account": {"AccountID": bank["AccountID"], "Code": bank.get("Code", "")},
+            "CreditNote": {
+                "CreditNoteID": note["CreditNoteID"],
+                "CreditNoteNumber": note.get("CreditNoteNumber", ""),
+                "Type": note.get("Type"),
+                "CurrencyCode": note.get("CurrencyCode"),
+            },
+        }
+        self._save(tenant, "Payments", payment, "CREATE")
+        note.setdefault("Payments", []).append(
+            {
+                "PaymentID": payment["PaymentID"],
+                "Date": payment["Date"],
+                "Amount": payment["Amount"],
+                "CurrencyRate": rate,
+            }
+        )
+        note["RemainingCredit"] = _num(remaining - amount)
+        if remaining == amount:
+            note["Status"] = "PAID"
+            note["FullyPaidOnDate"] = payment["Date"]
+        self._save(tenant, "CreditNotes", note, "UPDATE")
         return payment
 
     def _new_advance(self, tenant: TenantData, endpoint: str, record: dict) -> None:
@@ -586,14 +720,16 @@ class SandboxWriter:
             record["Reference"] = record["InvoiceNumber"]
 
     def allocate(self, tenant_id: str, endpoint: str, record_id: str, body: dict) -> dict:
-        """Apply part of an overpayment's or prepayment's credit to an invoice, as Xero's
-        ``PUT /{Endpoint}/{id}/Allocations`` does: an invoice of the same contact and currency
-        (ACCREC for RECEIVE-, ACCPAY for SPEND-), at most the credit left and the amount due.
+        """Apply part of an overpayment's, prepayment's or credit note's credit to an invoice,
+        as Xero's ``PUT /{Endpoint}/{id}/Allocations`` does: an invoice of the same contact and
+        currency (ACCREC for RECEIVE- and ACCRECCREDIT, ACCPAY for SPEND- and ACCPAYCREDIT), at
+        most the credit left and the amount due.
 
         The invoice's AmountCredited and AmountDue move (PAID once nothing is due) and it fires an
-        INVOICE UPDATE webhook; the advance's RemainingCredit falls (PAID at zero) with no webhook,
-        as Xero has none for these two endpoints."""
-        if endpoint not in _ADVANCES:
+        INVOICE UPDATE webhook; the credit's RemainingCredit falls (PAID at zero), with a
+        CREDITNOTE webhook for a credit note and none for the two advance endpoints, as Xero has
+        none for them."""
+        if endpoint not in _ADVANCES and endpoint != "CreditNotes":
             raise KeyError(f"no allocations on {endpoint}")
         tenant = self.tenant(tenant_id)
         record = self._record(tenant, endpoint, record_id)
@@ -601,7 +737,8 @@ class SandboxWriter:
         invoice = self._record(tenant, "Invoices", invoice_id)
         if record.get("Status") != "AUTHORISED":
             raise AdminError(f"a {record.get('Status')} {endpoint[:-1].lower()} has no credit left")
-        wanted = "ACCREC" if str(record["Type"]).startswith("RECEIVE") else "ACCPAY"
+        sales = str(record["Type"]).startswith("RECEIVE") or record["Type"] == "ACCRECCREDIT"
+        wanted = "ACCREC" if sales else "ACCPAY"
         if invoice.get("Type") != wanted or invoice.get("Status") != "AUTHORISED":
             raise AdminError(f"credit can only be allocated to an AUTHORISED {wanted} invoice")
         if invoice["Contact"]["ContactID"] != record["Contact"]["ContactID"]:
@@ -634,18 +771,19 @@ class SandboxWriter:
         record["RemainingCredit"] = _num(remaining - amount)
         if remaining == amount:
             record["Status"] = "PAID"
+            if endpoint == "CreditNotes":
+                record["FullyPaidOnDate"] = when
         self._save(tenant, endpoint, record, "UPDATE")
-        id_key = "PrepaymentID" if endpoint == "Prepayments" else "OverpaymentID"
-        invoice.setdefault("Prepayments", [])
-        invoice.setdefault("Overpayments", [])
-        invoice[endpoint].append(
-            {
-                id_key: record_id,
-                "AppliedAmount": _num(amount),
-                "Date": when,
-                "Total": record["Total"],
-            }
-        )
+        applied: dict[str, Any] = {}
+        if endpoint == "CreditNotes":
+            number = record.get("CreditNoteNumber", "")
+            applied = {"CreditNoteID": record_id, "CreditNoteNumber": number}
+        else:
+            applied = {"PrepaymentID" if endpoint == "Prepayments" else "OverpaymentID": record_id}
+            invoice.setdefault("Prepayments", [])
+            invoice.setdefault("Overpayments", [])
+        applied.update(AppliedAmount=_num(amount), Date=when, Total=record["Total"])
+        invoice.setdefault(endpoint, []).append(applied)
         invoice["AmountCredited"] = _num(_money(invoice.get("AmountCredited", 0)) + amount)
         self._settle(invoice)
         if invoice["Status"] == "PAID":
@@ -668,6 +806,7 @@ class SandboxWriter:
                 line["AccountCode"] = account_code
                 if "AccountID" in line:
                     line["AccountID"] = accounts[account_code]  # the ID follows the code
+                tenant.put(endpoint, record)  # no new UpdatedDateUTC, but the GL re-posts
                 return record
         raise KeyError(f"no line {line_id}")
 
@@ -757,6 +896,9 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
     def pay(p: dict, body: dict) -> dict:
         return writer.pay(p["tenant_id"], p["record_id"], body)
 
+    def refund(p: dict, body: dict) -> dict:
+        return writer.refund(p["tenant_id"], p["record_id"], body)
+
     def allocate(p: dict, body: dict) -> dict:
         return writer.allocate(p["tenant_id"], p["endpoint"], p["record_id"], body)
 
@@ -789,6 +931,11 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
         Route(
             prefix + "/tenants/{tenant_id}/Invoices/{record_id}/payments",
             run(pay),
+            methods=["POST"],
+        ),
+        Route(
+            prefix + "/tenants/{tenant_id}/CreditNotes/{record_id}/payments",
+            run(refund),
             methods=["POST"],
         ),
         Route(record + "/lines/{line_id}/account-code", run(account_code), methods=["POST"]),

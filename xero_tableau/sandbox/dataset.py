@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Protocol
 
 # The scopes that open an endpoint: the broad one Xero's spec lists, or the 2026 granular one;
 # each also opens with its ``.read`` variant (``accounting.invoices.read``).
@@ -193,6 +194,18 @@ ENTITIES: dict[str, EntitySpec] = {
             scopes=_SETTINGS,
             default_order="Code",
         ),
+        # The general ledger: posted by ``ledger.py`` from the documents, never written; read
+        # by ``offset`` (JournalNumber), 100 at a time, with ``accounting.journals.read`` only.
+        EntitySpec(
+            "Journals",
+            "JournalID",
+            paged=False,
+            modified_since=True,
+            scopes=("accounting.journals.read",),
+            takes_where=False,
+            has_lines="JournalLines",
+            default_order="JournalNumber",
+        ),
     )
 }
 
@@ -247,6 +260,14 @@ def utc_string(ms: int) -> str:
 # --- the store ---------------------------------------------------------------------------------
 
 
+class LedgerHook(Protocol):
+    """What the store needs of the general ledger (``ledger.Ledger``) to post every write."""
+
+    def before_write(self) -> None: ...
+    def written(self, endpoint: str, record: dict) -> None: ...
+    def count(self) -> int: ...
+
+
 @dataclass
 class TenantData:
     """One Xero organisation: its Organisation record and a collection per endpoint."""
@@ -265,9 +286,19 @@ class TenantData:
 
     # endpoint -> (UpdatedDateUTC ms ascending, record ids in that order); rebuilt after a write
     _by_updated: dict[str, tuple[list[int], list[str]]] = field(default_factory=dict, repr=False)
+    # Journals no document explains (conversion balances, fixed-asset depreciation), set by the
+    # generator: {"JournalDate", "CreatedDateUTC", "Reference", "Lines": [(code, cents, text)]}
+    system_journals: list[dict] = field(default_factory=list, repr=False)
+    # the general ledger, once attached (``ledger.ledger_of``): every put posts to it
+    ledger: LedgerHook | None = field(default=None, repr=False, compare=False)
 
     def put(self, endpoint: str, record: dict) -> None:
-        """Insert or replace a record, keeping the instants index in step."""
+        """Insert or replace a record, keeping the instants index and the ledger in step."""
+        if endpoint == "Journals":
+            raise ValueError("journals are posted by the ledger, never written")
+        ledger = self.ledger
+        if ledger is not None:
+            ledger.before_write()
         self._by_updated.pop(endpoint, None)
         spec = ENTITIES[endpoint]
         record_id = str(record[spec.id_field])
@@ -278,6 +309,8 @@ class TenantData:
             parse_ms_date(updated) if updated else 0,
             parse_ms_date(when) if when else 0,
         )
+        if ledger is not None:
+            ledger.written(endpoint, record)
 
     def remove(self, endpoint: str, record_id: str) -> None:
         """Forget a record Xero deletes for good (an unused tracking category)."""
@@ -306,6 +339,8 @@ class TenantData:
             yield record, updated, when
 
     def count(self, endpoint: str) -> int:
+        if endpoint == "Journals":
+            return self.ledger.count() if self.ledger is not None else 0
         return len(self.collections[endpoint])
 
 

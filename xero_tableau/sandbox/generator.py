@@ -24,6 +24,7 @@ from xero_tableau.sandbox.dataset import (
     ms_date,
     parse_ms_date,
 )
+from xero_tableau.sandbox.ledger import ledger_of
 
 _DAY = 86_400_000  # milliseconds in a day
 _PAD = 90  # days of calendar before history starts: set-up of accounts and early contacts
@@ -1650,6 +1651,7 @@ class _TenantBuilder:
         self.manual_journals()
         self.purchase_orders()
         _AdvanceBuilder(self).build()
+        _BooksBuilder(self).build()
         return self.data
 
 
@@ -1969,6 +1971,113 @@ class _AdvanceBuilder:
 _APPLIED = ("CreditNotes", "Prepayments", "Overpayments")  # invoice lists of applied credit
 
 
+# --- what the general ledger holds without a document --------------------------------------------
+
+# (code, name, type, tax role, reporting code, system account): accounts the ledger posts to that
+# no generated document uses directly
+_LEDGER_CHART = (
+    ("499", "Realised Currency Gains", "EXPENSE", "no_tax", "EXP.FOR", "REALISEDCURRENCYGAIN"),
+    ("720", "Computer Equipment", "FIXED", "purchases", "ASS.NCA.FIX.OWN", ""),
+    (
+        "721",
+        "Less Accumulated Depreciation on Computer Equipment",
+        "FIXED",
+        "no_tax",
+        "ASS.NCA.FIX.OWN.ACC",
+        "",
+    ),
+)
+
+
+class _BooksBuilder:
+    """The organisation's general-ledger side that no document explains: the realised currency
+    gains system account and the computer equipment in the fixed-asset register (added to the
+    chart), the conversion balances on the organisation's first day, and the register's monthly
+    depreciation (Dr Depreciation, Cr accumulated depreciation) until the equipment is written
+    off. Kept in ``TenantData.system_journals`` for ``ledger.py`` to post.
+
+    All randomness comes from a stream of its own, so every other record is the same as without
+    it."""
+
+    def __init__(self, books: _TenantBuilder) -> None:
+        self.books = books
+        self.cal = books.cal
+        self.rng = random.Random(f"xero-tableau/{books.data.tenant_id}/books")
+        self.rnd = self.rng.random
+
+    def instant(self, day: int) -> int:
+        cal = self.cal
+        if day >= cal.last:
+            return cal.ms[cal.last] + int(self.rnd() * cal.last_span)
+        return cal.ms[day] + int(self.rnd() * _DAY)
+
+    def build(self) -> None:
+        books, cal, rnd = self.books, self.cal, self.rnd
+        for code, name, type_, role, reporting, system in _LEDGER_CHART:
+            account_id = _uuid4(self.rng.getrandbits(128))
+            books.account[code] = (account_id, name)
+            record = {
+                "AccountID": account_id,
+                "Code": code,
+                "Name": name,
+                "Status": "ACTIVE",
+                "Type": type_,
+                "TaxType": books.taxes[role].type,
+                "Class": _CLASS_OF_TYPE[type_],
+                "EnablePaymentsToAccount": False,
+                "ShowInExpenseClaims": False,
+                "ReportingCode": reporting,
+                "HasAttachments": False,
+                "AddToWatchlist": False,
+                "UpdatedDateUTC": ms_date(self.instant(int(rnd() * 10))),
+            }
+            if system:
+                record["SystemAccount"] = system
+            books.data.put("Accounts", record)
+        computers = 2_400_000 + int(rnd() * 3_600_000) // 100 * 100  # cost in cents
+        monthly = computers // 36
+        used = monthly * (6 + int(rnd() * 12))  # depreciated before the conversion
+        office = 6_000_000 + int(rnd() * 3_000_000)
+        opening = [
+            ("090", 5_000_000 + int(rnd() * 10_000_000), "Opening balance"),
+            ("091", 10_000_000 + int(rnd() * 20_000_000), "Opening balance"),
+            ("710", office, "Opening balance"),
+            ("711", -(office // 5), "Opening balance"),
+            ("720", computers, "Opening balance"),
+            ("721", -used, "Opening balance"),
+            ("970", -10_000_000, "Opening balance"),
+        ]
+        opening.append(("960", -sum(amount for _, amount, _ in opening), "Opening balance"))
+        first = parse_ms_date(books.data.organisation["CreatedDateUTC"])
+        journals = [
+            {
+                "JournalDate": cal.msdate[0],
+                "CreatedDateUTC": ms_date(first + 2 * 3_600_000),
+                "Reference": "Conversion balances",
+                "Lines": opening,
+            }
+        ]
+        written_off = used
+        for day in range(0, cal.last - 1):
+            if cal.month[day + 1] == cal.month[day] or written_off >= computers:
+                continue  # not a month end, or nothing left to depreciate
+            amount = min(monthly, computers - written_off)
+            written_off += amount
+            text = f"Depreciation - Computer Equipment - {cal.label[day]}"
+            journals.append(
+                {
+                    "JournalDate": cal.msdate[day],
+                    "CreatedDateUTC": ms_date(self.instant(day + 2)),
+                    "Reference": text,
+                    "Lines": [
+                        ("416", amount, "Depreciation of computer equipment"),
+                        ("721", -amount, "Accumulated depreciation"),
+                    ],
+                }
+            )
+        books.data.system_journals = journals
+
+
 # unallocated credit notes take these in turn, so even a small dataset has each status
 _OPEN_CREDIT_STATUS = (
     "AUTHORISED", "VOIDED", "DRAFT", "AUTHORISED", "DELETED", "AUTHORISED", "SUBMITTED",
@@ -2002,7 +2111,9 @@ def generate(config: GeneratorConfig) -> SandboxDataset:
     try:
         for index in range(config.tenants):
             profile = _PROFILES[index % len(_PROFILES)]
-            dataset.add(_TenantBuilder(config, index, profile, cal).build())
+            tenant = _TenantBuilder(config, index, profile, cal).build()
+            ledger_of(tenant)  # from here on every write posts to the general ledger
+            dataset.add(tenant)
     finally:
         if was_enabled:
             gc.enable()

@@ -58,6 +58,9 @@ from xero_tableau.sandbox.identity import (
     IdentityService,
     OAuthError,
 )
+from xero_tableau.sandbox.ledger import journal as ledger_journal
+from xero_tableau.sandbox.ledger import ledger_of
+from xero_tableau.sandbox.ledger import page as ledger_page
 from xero_tableau.sandbox.limits import LimitSettings, RateLimiter
 from xero_tableau.sandbox.query import (
     QueryError,
@@ -135,6 +138,8 @@ class XeroSandbox:
         self.rng = random.Random(config.seed)
         self.calls: dict[str, int] = {}  # "tenant endpoint" -> accounting calls served
         self._calls_lock = threading.Lock()
+        for tenant in dataset.tenants.values():  # journals are posted at the sandbox's now
+            ledger_of(tenant).clock = self.clock.now_ms
         tenant_ids = tuple(dataset.tenants)
         self.identity.register_client(
             ClientApp(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, redirect_uris=config.redirect_uris)
@@ -471,6 +476,8 @@ def _serve(
 ) -> Response:
     if endpoint == "Organisation":
         return _json(envelope(sandbox, "Organisations", [tenant.organisation]), headers)
+    if endpoint == "Journals":
+        return _serve_journals(sandbox, tenant, record_id, request, headers)
     spec = ENTITIES[endpoint]
     params = request.query_params
     if record_id is not None:
@@ -519,6 +526,35 @@ def _serve(
         ]
     items = _as_asked(sandbox, spec, params, items)
     return _json(envelope(sandbox, endpoint, items, pagination), headers)
+
+
+def _serve_journals(
+    sandbox: XeroSandbox,
+    tenant: TenantData,
+    record_id: str | None,
+    request: Request,
+    headers: dict[str, str],
+) -> Response:
+    """``GET /Journals``: JournalNumber > ``offset``, at most 100, oldest first; If-Modified-Since
+    on CreatedDateUTC; ``paymentsOnly=true`` keeps the journals of payments. ``/Journals/{id}``
+    takes a JournalID or a JournalNumber."""
+    if record_id is not None:
+        found = ledger_journal(tenant, record_id)
+        if found is None:
+            return _not_found(headers)
+        return _json(envelope(sandbox, "Journals", [found]), headers)
+    params = request.query_params
+    try:
+        offset = int(params.get("offset") or 0)
+    except ValueError:
+        return _validation_error("offset must be an integer", headers)
+    since = request.headers.get("if-modified-since")
+    try:
+        since_ms = parse_if_modified_since(since) if since else None
+    except QueryError as exc:
+        return _query_error(str(exc), headers)
+    rows = ledger_page(tenant, offset, since_ms, _bool(params.get("paymentsOnly")))
+    return _json(envelope(sandbox, "Journals", rows), headers)
 
 
 def _as_asked(sandbox: XeroSandbox, spec: EntitySpec, params: Any, items: list) -> list:
