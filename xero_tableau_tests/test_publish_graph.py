@@ -118,7 +118,8 @@ def test_incremental_publish_after_edits_voids_and_new_documents(world: tuple) -
     authorised = [
         i
         for i in data.collections["Invoices"].values()
-        if i["Status"] == "AUTHORISED" and not i.get("Payments")
+        # voidable: Xero (and the sandbox) refuse to void an invoice with payments or credit
+        if i["Status"] == "AUTHORISED" and not i.get("Payments") and not i.get("AmountCredited")
     ]
     contact = next(iter(data.collections["Contacts"].values()))
     account = next(a for a in data.collections["Accounts"].values() if a.get("Type") == "REVENUE")

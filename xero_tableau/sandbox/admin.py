@@ -347,6 +347,8 @@ class SandboxWriter:
         if endpoint in _ADVANCES:
             record["RemainingCredit"] = record["Total"]
         if endpoint == "CreditNotes":
+            record.setdefault("CurrencyCode", tenant.organisation.get("BaseCurrency"))
+            record.setdefault("CurrencyRate", 1.0)
             record.setdefault("Allocations", [])
             record.setdefault("Payments", [])
             self._remaining_credit(record)

@@ -14,6 +14,9 @@ READ_SCOPES = (
     "openid profile email offline_access accounting.transactions.read "
     "accounting.contacts.read accounting.settings.read"
 )
+# The general ledger (GET /Journals) opens only with this scope; the demo's consent above does not
+# ask for it, and the custom connection never has it (Xero gives new custom connections none).
+JOURNALS_SCOPE = "accounting.journals.read"
 # The emulated Tableau's personal access token and default site (its content URL).
 TABLEAU_DEMO_PAT_NAME = "xero-tableau-sandbox"
 TABLEAU_DEMO_PAT_SECRET = "sandbox-pat-Qm7Vt2Lx9Rk4Wz1Hc8Nf3Jd6Bp5Ys0Ga"
