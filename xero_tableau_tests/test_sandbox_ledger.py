@@ -121,7 +121,7 @@ def test_journals_are_numbered_in_creation_order_in_xeros_shape(
         created = [ms(j["CreatedDateUTC"]) for j in tenant_journals]
         assert created == sorted(created)
         assert created[-1] <= day_ms(AS_OF) + 86_400_000  # nothing posted after the history
-        assert dataset.tenants[tid].count("Journals") == len(tenant_journals)
+        assert ledger_of(dataset.tenants[tid]).count() == len(tenant_journals)
         assert len({j["JournalID"] for j in tenant_journals}) == len(tenant_journals)
         for journal in tenant_journals:
             uuid.UUID(journal["JournalID"])

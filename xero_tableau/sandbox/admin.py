@@ -852,7 +852,11 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
             "tenants": {
                 tid: {
                     "name": t.name,
-                    "counts": {name: t.count(name) for name in ENTITIES},
+                    # journals are derived by the ledger (built here if it was not yet)
+                    "counts": {
+                        name: ledger_of(t).count() if name == "Journals" else t.count(name)
+                        for name in ENTITIES
+                    },
                 }
                 for tid, t in sandbox.dataset.tenants.items()
             },

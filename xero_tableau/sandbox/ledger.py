@@ -213,6 +213,10 @@ class Ledger:
             finally:
                 if was_enabled:
                     gc.enable()
+            if gc.get_freeze_count():
+                # The process froze its generated records (``start_xero_sandbox``): freeze the
+                # journals built from them too, or the next full collection walks them all.
+                gc.freeze()
 
     def _build(self) -> None:
         events: list[tuple[int, int, str, Posting, bool]] = []
