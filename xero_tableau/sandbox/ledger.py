@@ -48,7 +48,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
@@ -296,11 +296,12 @@ class Ledger:
             if endpoint not in _POSTING_ENDPOINTS:
                 return
             self._repost(endpoint, record)
-            if endpoint == "Invoices":  # payments and allocations use the invoice's rate
+            if endpoint in ("Invoices", "CreditNotes"):  # their payments use their rate
                 for payment in record.get("Payments", ()):
                     paid = self.tenant.get("Payments", str(payment.get("PaymentID", "")))
                     if paid is not None:
                         self._repost("Payments", paid)
+            if endpoint == "Invoices":  # so do the allocations of credit to them
                 for credits in ("CreditNotes", "Prepayments", "Overpayments"):
                     id_key = self._id_field(credits)
                     for applied in record.get(credits, ()):
@@ -736,11 +737,6 @@ class Ledger:
             out["SourceType"] = posting.source_type
         out["JournalLines"] = lines
         return out
-
-    def __iter__(self) -> Iterator[Journal]:
-        with self._lock:
-            self.build()
-            return iter(list(self._journals))
 
 
 def _reference(record: dict) -> str:
