@@ -123,6 +123,9 @@ def test_journals_are_numbered_in_creation_order_in_xeros_shape(
         assert created[-1] <= day_ms(AS_OF) + 86_400_000  # nothing posted after the history
         assert ledger_of(dataset.tenants[tid]).count() == len(tenant_journals)
         assert len({j["JournalID"] for j in tenant_journals}) == len(tenant_journals)
+        line_ids = [line["JournalLineID"] for j in tenant_journals for line in j["JournalLines"]]
+        assert len(set(line_ids)) == len(line_ids)
+        assert all(uuid.UUID(line_id).version == 4 for line_id in line_ids)
         for journal in tenant_journals:
             uuid.UUID(journal["JournalID"])
             ms(journal["JournalDate"])

@@ -46,7 +46,6 @@ import gc
 import random
 import threading
 import time
-import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -94,6 +93,9 @@ _ENDPOINTS = (
 )
 _POSTING_ENDPOINTS = frozenset(_ENDPOINTS)
 _HOUR = 3_600_000
+_LINE_SALT = 0x9E3779B97F4A7C15  # odd: (i * salt) mod 2**48 differs for every line position
+_NODE_BITS = (1 << 48) - 1
+_UNKNOWN_ACCOUNT = ("", "", "")
 _TRACKING_FIELDS = itemgetter("TrackingCategoryID", "TrackingOptionID", "Name", "Option")
 
 # (AccountID, NetAmount cents, TaxAmount cents, TaxType or "", Description, tracking), where
@@ -291,8 +293,8 @@ class Ledger:
         """``TenantData.put`` stored ``record``: post what changed (see the module doc)."""
         with self._lock:
             self.build()
-            if endpoint == "Accounts":
-                self._accounts = None
+            if endpoint in ("Accounts", "TaxRates"):
+                self._accounts = None  # names and codes are served as they are now
             if endpoint not in _POSTING_ENDPOINTS:
                 return
             self._repost(endpoint, record)
@@ -695,18 +697,21 @@ class Ledger:
     def _render(self, journal: Journal) -> dict:
         """A journal in Xero's JSON shape."""
         accounts = self._chart()
-        taxes = self.tenant.collections["TaxRates"]
+        taxes = accounts.tax_names
         posting = journal.posting
-        parent = uuid.UUID(journal.journal_id)
+        parent = int(journal.journal_id.replace("-", ""), 16)
         lines = []
         for index, (account_id, net, tax, tax_type, text, tracking) in enumerate(posting.lines):
-            account = accounts.by_id.get(account_id, {})
+            code, kind, name = accounts.shown.get(account_id, _UNKNOWN_ACCOUNT)
+            # the journal's id with its last 48 bits scrambled by the line's position: stable,
+            # distinct within the journal, still a version-4 UUID
+            h = f"{parent ^ ((index + 1) * _LINE_SALT & _NODE_BITS):032x}"
             line: dict[str, Any] = {
-                "JournalLineID": str(uuid.uuid5(parent, str(index))),
+                "JournalLineID": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
                 "AccountID": account_id,
-                "AccountCode": str(account.get("Code", "")),
-                "AccountType": str(account.get("Type", "")),
-                "AccountName": str(account.get("Name", "")),
+                "AccountCode": code,
+                "AccountType": kind,
+                "AccountName": name,
                 "Description": text,
                 "NetAmount": net / 100,
                 "GrossAmount": (net + tax) / 100,
@@ -714,7 +719,7 @@ class Ledger:
             }
             if tax_type:
                 line["TaxType"] = tax_type
-                line["TaxName"] = str((taxes.get(tax_type) or {}).get("Name", tax_type))
+                line["TaxName"] = taxes.get(tax_type, tax_type)
             line["TrackingCategories"] = [
                 {
                     "Name": name,
@@ -749,11 +754,21 @@ class _Accounts:
     def __init__(self, tenant: TenantData) -> None:
         self.by_id: dict[str, dict] = {}
         self.by_code: dict[str, str] = {}
+        self.shown: dict[str, tuple[str, str, str]] = {}  # id -> (Code, Type, Name) as served
+        self.tax_names = {
+            str(rate["TaxType"]): str(rate.get("Name", rate["TaxType"]))
+            for rate in tenant.collections["TaxRates"].values()
+        }
         system: dict[str, str] = {}
         bank = ""
         for account in tenant.collections["Accounts"].values():
             account_id = str(account["AccountID"])
             self.by_id[account_id] = account
+            self.shown[account_id] = (
+                str(account.get("Code", "")),
+                str(account.get("Type", "")),
+                str(account.get("Name", "")),
+            )
             if account.get("Code"):
                 self.by_code[str(account["Code"])] = account_id
             if account.get("SystemAccount"):
