@@ -7,6 +7,8 @@ zero, each document's journals net to its current state, receivables and payable
 equal the documents' amounts due and credit left). Responses are validated against Xero's spec.
 """
 
+import copy
+import pickle
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -396,6 +398,29 @@ def test_the_ledger_is_deterministic(ledgers: dict[str, list[dict]]) -> None:
     again = generate(DATA)
     for tid, tenant in again.tenants.items():
         assert journals(tenant) == ledgers[tid]
+
+
+def test_a_copied_organisation_carries_a_copy_of_its_ledger() -> None:
+    """The sync fuzzer deep-copies generated books into running sandboxes: the copy's ledger has
+    the same history, posts on its own, and at the clock of the sandbox it joins."""
+    original = next(iter(generate(PROPERTY_DATA).tenants.values()))
+    history = journals(original)
+    twin = copy.deepcopy(original)
+    assert twin.ledger is not original.ledger and journals(twin) == history
+    sandbox = XeroSandbox(SandboxDataset())
+    sandbox.clock.advance(86_400 * 400)  # a year ahead of real time
+    sandbox.dataset.add(twin)
+    invoice = next(
+        i
+        for i in twin.collections["Invoices"].values()
+        if i["Status"] == "AUTHORISED" and not i["Payments"] and not i["AmountCredited"]
+    )
+    SandboxWriter(sandbox).void(twin.tenant_id, "Invoices", invoice["InvoiceID"])
+    (reversal,) = journals(twin)[len(history) :]
+    assert reversal["SourceID"] == invoice["InvoiceID"]
+    assert ms(reversal["CreatedDateUTC"]) >= sandbox.clock.now_ms() - 60_000
+    assert journals(original) == history  # the original did not move
+    assert pickle.loads(pickle.dumps(twin)).ledger is not None
 
 
 def test_journals_are_never_written_directly(dataset: SandboxDataset) -> None:

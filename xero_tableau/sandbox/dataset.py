@@ -12,7 +12,7 @@ never imports the connector's client code.
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Protocol
@@ -263,6 +263,8 @@ def utc_string(ms: int) -> str:
 class LedgerHook(Protocol):
     """What the store needs of the general ledger (``ledger.Ledger``) to post every write."""
 
+    clock: Callable[[], int]  # epoch ms of "now": when journals are posted
+
     def before_write(self) -> None: ...
     def written(self, endpoint: str, record: dict) -> None: ...
 
@@ -348,9 +350,13 @@ class SandboxDataset:
 
     tenants: dict[str, TenantData] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # the sandbox's clock in epoch ms, once an emulator serves the data: ledgers post at its now
+    clock: Callable[[], int] | None = None
 
     def add(self, tenant: TenantData) -> None:
         self.tenants[tenant.tenant_id] = tenant
+        if self.clock is not None and tenant.ledger is not None:
+            tenant.ledger.clock = self.clock
 
     def tenant(self, tenant_id: str) -> TenantData | None:
         return self.tenants.get(tenant_id)

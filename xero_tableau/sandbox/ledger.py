@@ -42,6 +42,7 @@ Public API: :func:`journals` (and :func:`page` / :func:`journal` for the HTTP ap
 """
 
 import bisect
+import copy
 import gc
 import random
 import threading
@@ -178,12 +179,16 @@ class _Rates:
 # --- the ledger ----------------------------------------------------------------------------------
 
 
+def _real_time_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Ledger:
     """One organisation's general ledger. Thread-safe; built on first use (see the module doc)."""
 
     def __init__(self, tenant: TenantData) -> None:
         self.tenant = tenant
-        self.clock: Callable[[], int] = lambda: int(time.time() * 1000)
+        self.clock: Callable[[], int] = _real_time_ms  # the sandbox sets its own clock
         self._lock = threading.RLock()
         self._built = False
         self._rng = random.Random(f"xero-tableau/ledger/{tenant.tenant_id}")
@@ -197,6 +202,32 @@ class Ledger:
         self._allocations: dict[str, set[str]] = {}  # document id -> allocation keys posted
         self._tracking: dict[tuple, tuple] = {}
         self._accounts: _Accounts | None = None
+
+    # copies: a copied organisation (``copy.deepcopy`` of its TenantData) carries a copy of its
+    # ledger, with the same history, its own lock and the same clock
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Ledger":
+        with self._lock:
+            twin = Ledger.__new__(Ledger)
+            memo[id(self)] = twin
+            for name, value in vars(self).items():
+                if name not in ("_lock", "clock", "_accounts"):
+                    setattr(twin, name, copy.deepcopy(value, memo))
+            twin._lock = threading.RLock()
+            twin.clock = self.clock
+            twin._accounts = None  # read again from the copy's chart
+            return twin
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            state = {k: v for k, v in vars(self).items() if k not in ("_lock", "clock")}
+            state["_accounts"] = None
+            return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self.clock = _real_time_ms
 
     # building
 

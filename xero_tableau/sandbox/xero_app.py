@@ -138,7 +138,8 @@ class XeroSandbox:
         self.rng = random.Random(config.seed)
         self.calls: dict[str, int] = {}  # "tenant endpoint" -> accounting calls served
         self._calls_lock = threading.Lock()
-        for tenant in dataset.tenants.values():  # journals are posted at the sandbox's now
+        dataset.clock = self.clock.now_ms  # journals are posted at the sandbox's now
+        for tenant in dataset.tenants.values():
             ledger_of(tenant).clock = self.clock.now_ms
         tenant_ids = tuple(dataset.tenants)
         self.identity.register_client(
