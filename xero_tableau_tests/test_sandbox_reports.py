@@ -1048,3 +1048,36 @@ def test_report_calls_are_counted_and_rate_limited(
     headers = bearer(conn.access_token, tenant)
     other = http.get(f"{running.base_url}{API}/Invoices", params={"page": 1}, headers=headers)
     assert other.status_code == 429  # reports and the other endpoints share the tenant's minute
+
+
+def test_tracking_ids_match_without_regard_to_case() -> None:
+    """A GUID is the same GUID in capitals: journals (or a caller) that spell it so still match."""
+    shouting = [
+        {
+            **j,
+            "JournalLines": [
+                {
+                    **jl,
+                    "TrackingCategories": [
+                        {**t, "TrackingCategoryID": t["TrackingCategoryID"].upper(),
+                         "TrackingOptionID": t["TrackingOptionID"].upper()}
+                        for t in jl["TrackingCategories"]
+                    ],
+                }
+                for jl in j["JournalLines"]
+            ],
+        }
+        for j in LEDGER
+    ]  # fmt: skip
+    north = [TrackingChoice(REGION.upper(), NORTH.upper())]
+    report = reports.profit_and_loss(
+        books(shouting), date(2025, 1, 1), date(2025, 6, 30), STAMP, tracking=north
+    )
+    assert line(report, "Net Profit") == ["500.00"]
+    sheet = reports.balance_sheet(
+        books(shouting),
+        [date(2025, 5, 31)],
+        STAMP,
+        reports._tracking_filter(books(shouting), [NORTH]),
+    )
+    assert line(sheet, "Retained Earnings") == ["1000.00"]

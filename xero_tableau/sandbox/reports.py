@@ -185,7 +185,7 @@ class Books:
                         account_class=_CLASS_OF_TYPE.get(type_, ""),
                     )
                 tracking = frozenset(
-                    (str(t["TrackingCategoryID"]), str(t["TrackingOptionID"]))
+                    (str(t["TrackingCategoryID"]).lower(), str(t["TrackingOptionID"]).lower())
                     for t in line.get("TrackingCategories") or ()
                     if t.get("TrackingCategoryID") and t.get("TrackingOptionID")
                 )
@@ -455,6 +455,11 @@ class TrackingChoice:
     category_id: str
     option_id: str | None = None
 
+    def __post_init__(self) -> None:  # GUIDs compare without regard to case
+        object.__setattr__(self, "category_id", self.category_id.lower())
+        if self.option_id is not None:
+            object.__setattr__(self, "option_id", self.option_id.lower())
+
 
 def _tracking_columns(
     books: Books, choices: Sequence[TrackingChoice]
@@ -468,7 +473,8 @@ def _tracking_columns(
         options = category.get("Options") or []
         if choice.option_id is not None:
             option = next(
-                (o for o in options if str(o.get("TrackingOptionID")) == choice.option_id), None
+                (o for o in options if str(o.get("TrackingOptionID")).lower() == choice.option_id),
+                None,
             )
             if option is None:
                 raise ReportRequestError(
@@ -483,9 +489,10 @@ def _tracking_columns(
             opt for line in books.lines for cat, opt in line.tracking if cat == choice.category_id
         }
         dimension = [
-            (str(o["Name"]), _has_option(choice.category_id, str(o["TrackingOptionID"])))
+            (str(o["Name"]), _has_option(choice.category_id, str(o["TrackingOptionID"]).lower()))
             for o in sorted(options, key=lambda o: str(o.get("Name", "")).lower())
-            if o.get("Status", "ACTIVE") == "ACTIVE" or str(o.get("TrackingOptionID")) in used
+            if o.get("Status", "ACTIVE") == "ACTIVE"
+            or str(o.get("TrackingOptionID")).lower() in used
         ]
         dimension.append(("Unassigned", _lacks_category(choice.category_id)))
         dimensions.append(dimension)
@@ -499,7 +506,7 @@ def _tracking_columns(
 
 def _category(books: Books, category_id: str) -> Mapping:
     for category in books.tracking_categories:
-        if str(category.get("TrackingCategoryID")) == category_id:
+        if str(category.get("TrackingCategoryID")).lower() == category_id:
             return category
     raise ReportRequestError(f"TrackingCategoryID {category_id} is not a tracking category")
 
@@ -1188,7 +1195,7 @@ def _tracking_filter(books: Books, option_ids: Sequence[str]) -> LineFilter | No
     if not option_ids:
         return None
     known = {
-        str(o.get("TrackingOptionID")).lower(): str(c.get("TrackingCategoryID"))
+        str(o.get("TrackingOptionID")).lower(): str(c.get("TrackingCategoryID")).lower()
         for c in books.tracking_categories
         for o in c.get("Options") or ()
     }
