@@ -1081,3 +1081,68 @@ def test_tracking_ids_match_without_regard_to_case() -> None:
         reports._tracking_filter(books(shouting), [NORTH]),
     )
     assert line(sheet, "Retained Earnings") == ["1000.00"]
+
+
+def test_profit_and_loss_by_two_tracking_categories() -> None:
+    service, advisory = _id("service"), _id("advisory")
+    categories = [
+        *TRACKING,
+        {
+            "TrackingCategoryID": service,
+            "Name": "Service",
+            "Status": "ACTIVE",
+            "Options": [{"TrackingOptionID": advisory, "Name": "Advisory", "Status": "ACTIVE"}],
+        },
+    ]
+
+    def tagged(*pairs: tuple[str, str]) -> list[dict]:
+        return [
+            {"TrackingCategoryID": c, "TrackingOptionID": o, "Name": "", "Option": ""}
+            for c, o in pairs
+        ]
+
+    ledger = [
+        journal(1, date(2025, 5, 1), (AR, 100), (SALES, -100)),
+        journal(2, date(2025, 5, 2), (AR, 50), (SALES, -50)),
+        journal(3, date(2025, 5, 3), (AR, 10), (SALES, -10)),
+    ]
+    for j, tracking in zip(
+        ledger,
+        [tagged((REGION, NORTH), (service, advisory)), tagged((REGION, SOUTH), (service, advisory)),
+         tagged((REGION, NORTH))],
+        strict=True,
+    ):  # fmt: skip
+        j["JournalLines"][1]["TrackingCategories"] = tracking
+    both = Books.of(ledger, ACCOUNTS, ORGANISATION, categories)
+    split = valid(
+        reports.profit_and_loss(
+            both,
+            date(2025, 5, 1),
+            date(2025, 5, 31),
+            STAMP,
+            tracking=[TrackingChoice(REGION), TrackingChoice(service)],
+        )
+    )
+    assert header(split) == [
+        "", "North, Advisory", "North, Unassigned", "South, Advisory", "South, Unassigned",
+        "Unassigned, Advisory", "Unassigned, Unassigned", "Total",
+    ]  # fmt: skip
+    assert line(split, "Sales") == ["100.00", "10.00", "50.00", "0.00", "0.00", "0.00", "160.00"]
+    advisory_only = valid(
+        reports.profit_and_loss(
+            both,
+            date(2025, 5, 1),
+            date(2025, 5, 31),
+            STAMP,
+            tracking=[TrackingChoice(REGION), TrackingChoice(service, advisory)],
+        )
+    )
+    # the second option narrows every column, the Total included
+    assert header(advisory_only) == [
+        "",
+        "North, Advisory",
+        "South, Advisory",
+        "Unassigned, Advisory",
+        "Total",
+    ]
+    assert line(advisory_only, "Sales") == ["100.00", "50.00", "0.00", "150.00"]

@@ -546,7 +546,8 @@ def profit_and_loss(
                 "trackingOptionID (one column per option)"
             )
         columns = [Column(name, from_date, to_date, keep) for name, keep in split]
-        columns.append(Column("Total", from_date, to_date))
+        shown = [keep for _, keep in split]
+        columns.append(Column("Total", from_date, to_date, lambda ln: any(k(ln) for k in shown)))
     else:
         keep = split[0][1] if split else None
         columns = [
