@@ -8,6 +8,7 @@ URLs (``XERO_API_BASE``, ``XERO_IDENTITY_BASE``, ``XERO_LOGIN_BASE``) all point 
 - ``POST /connect/revocation``
 - ``GET  /connections``, ``DELETE /connections/{id}``
 - ``GET  /api.xro/2.0/{Endpoint}[/{id}]`` and ``GET /api.xro/2.0/Organisation``
+- ``GET  /api.xro/2.0/Reports/{Report}``  computed reports (see ``reports``)
 - ``/sandbox/admin/...``                writes, webhooks, faults, clock (see ``admin``)
 """
 
@@ -59,6 +60,7 @@ from xero_tableau.sandbox.identity import (
     OAuthError,
 )
 from xero_tableau.sandbox.ledger import journal as ledger_journal
+from xero_tableau.sandbox.ledger import journals as ledger_journals
 from xero_tableau.sandbox.ledger import ledger_of
 from xero_tableau.sandbox.ledger import page as ledger_page
 from xero_tableau.sandbox.limits import LimitSettings, RateLimiter
@@ -68,6 +70,12 @@ from xero_tableau.sandbox.query import (
     parse_order,
     parse_where,
     sort_key,
+)
+from xero_tableau.sandbox.reports import (
+    NOT_EMULATED,
+    REPORT_SCOPES,
+    ReportRequestError,
+    build_report,
 )
 from xero_tableau.sandbox.webhooks import WebhookSender
 
@@ -406,12 +414,64 @@ def build_app(sandbox: XeroSandbox) -> Starlette:
         finally:
             sandbox.limiter.release(tenant.tenant_id)
 
+    async def report(request: Request) -> Response:
+        """``GET Reports/{Report}``: authorised, limited and counted as every Accounting call."""
+        name = request.path_params["report"]
+        if name in NOT_EMULATED:
+            return Response(
+                "The sandbox does not emulate this report",
+                status_code=501,
+                media_type="text/plain",
+            )
+        if name not in REPORT_SCOPES:
+            return _not_found()
+        grant = _grant(request)
+        if isinstance(grant, Response):
+            return grant
+        tenant_or_error = _tenant_for(sandbox, request, grant)
+        if isinstance(tenant_or_error, Response):
+            return tenant_or_error
+        tenant = tenant_or_error
+        if not any(scope in grant.scopes for scope in REPORT_SCOPES[name]):
+            return _forbidden("AuthorizationUnsuccessful: the app lacks the scope for " + name)
+        admission = sandbox.limiter.acquire(tenant.tenant_id)
+        if not admission.allowed:
+            body = {"Title": "Too Many Requests", "Status": 429, "Detail": admission.problem}
+            return JSONResponse(body, status_code=429, headers=admission.headers)
+        try:
+            sandbox.count_call(tenant.tenant_id, f"Reports/{name}")
+            fault = await _inject_faults(sandbox)
+            if fault is not None:
+                fault.headers.update(admission.headers)
+                return fault
+            with sandbox.dataset.lock:
+                try:
+                    built = build_report(
+                        name,
+                        request.query_params,
+                        tenant,
+                        lambda: ledger_journals(tenant),
+                        sandbox.clock.now_ms(),
+                    )
+                except ReportRequestError as exc:
+                    body = {
+                        "ErrorNumber": 10,
+                        "Type": "ValidationException",
+                        "Message": exc.message,
+                        "Elements": [],
+                    }
+                    return JSONResponse(body, status_code=exc.status, headers=admission.headers)
+            return _json(envelope(sandbox, "Reports", [built]), admission.headers)
+        finally:
+            sandbox.limiter.release(tenant.tenant_id)
+
     routes = [
         Route("/identity/connect/authorize", authorize, methods=["GET"]),
         Route("/connect/token", token, methods=["POST"]),
         Route("/connect/revocation", revocation, methods=["POST"]),
         Route("/connections", connections, methods=["GET"]),
         Route("/connections/{connection_id}", delete_connection, methods=["DELETE"]),
+        Route(API_PREFIX + "/Reports/{report}", report, methods=["GET"]),
         Route(API_PREFIX + "/{endpoint}", accounting, methods=["GET"]),
         Route(API_PREFIX + "/{endpoint}/{record_id}", accounting, methods=["GET"]),
         *admin_routes(sandbox),
