@@ -90,6 +90,7 @@ INVOICE_DOCUMENTS = pa.schema(
         _f("date", pa.date32()),
         _f("due_date", pa.date32()),
         _f("fully_paid_on_date", pa.date32()),
+        _f("expected_payment_date", pa.date32()),
         _f("line_amount_types", pa.string()),
         *_CURRENCY,
         *_TOTALS,
@@ -117,6 +118,10 @@ CREDIT_NOTE_DOCUMENTS = pa.schema(
         *_TOTALS,
         _f("remaining_credit", MONEY),
         _f("applied_amount", MONEY),
+        # the live (not deleted) allocations to invoices, summed and counted as for over- and
+        # prepayments; null in partitions written before these columns existed
+        _f("allocated_amount", MONEY),
+        _f("allocations", pa.int32()),
         _f("sent_to_contact", pa.bool_()),
         _f("has_attachments", pa.bool_()),
     ]
@@ -328,6 +333,7 @@ def _invoice(m: Invoice, _raw: dict[str, Any]) -> Row:
         "date": _day(m.date),
         "due_date": _day(m.due_date),
         "fully_paid_on_date": _day(m.fully_paid_on_date),
+        "expected_payment_date": _day(m.expected_payment_date),
         **_money(m),
         "total_discount": m.total_discount,
         "amount_due": m.amount_due,
@@ -339,6 +345,7 @@ def _invoice(m: Invoice, _raw: dict[str, Any]) -> Row:
 
 
 def _credit_note(m: CreditNote, _raw: dict[str, Any]) -> Row:
+    live = [a for a in m.allocations if not a.is_deleted]
     return {
         "type": m.type,
         "status": m.status,
@@ -351,6 +358,8 @@ def _credit_note(m: CreditNote, _raw: dict[str, Any]) -> Row:
         **_money(m),
         "remaining_credit": m.remaining_credit,
         "applied_amount": m.applied_amount,
+        "allocated_amount": sum((a.amount for a in live if a.amount is not None), Decimal(0)),
+        "allocations": len(live),
         "sent_to_contact": m.sent_to_contact,
         "has_attachments": m.has_attachments,
     }

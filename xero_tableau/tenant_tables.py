@@ -3,7 +3,8 @@ tables asset (no dagster here).
 
 Reads every raw day partition of the tenant (only the columns normalize and the checks need) and
 its reference snapshots, gives any new tracking category its slot for good (kept in the state DB,
-``store.tracking_slots``), normalizes, writes each table to
+``store.tracking_slots``), normalizes (with the tenant's latest read watermark, which dates
+fct_bank_balances' last day), writes each table to
 ``lake/tenant=<id>/tables/<name>.parquet`` and runs the checks of ``transform.checks.TABLE_CHECKS``
 that apply to it; the failed ones are kept beside the tables (``tables/checks.json``), so whatever
 publishes the tables can refuse those an ERROR check failed on. A switched-off entity
@@ -23,8 +24,8 @@ import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 from xero_tableau import raw_lake
-from xero_tableau.entities import by_asset_name, parse_records
-from xero_tableau.store import lake
+from xero_tableau.entities import TRANSACTIONAL, by_asset_name, parse_records
+from xero_tableau.store import lake, watermarks
 from xero_tableau.store.tracking_slots import assign_slots
 from xero_tableau.transform.checks import (
     ERROR,
@@ -145,7 +146,14 @@ def build_tenant_tables(
         lambda known: tracking_slots(categories, known, on_lines),
         {c.tracking_category_id: c.name for c in categories},
     )
-    tables = normalize(tenant_id, raw, reference, slots)
+    # the tenant's sync date (how far fct_bank_balances runs): its latest read up to the present
+    marks = [
+        watermarks.read_through(engine, tenant_id, e.endpoint)
+        for e in TRANSACTIONAL
+        if e.endpoint not in off
+    ]
+    synced = max((m for m in marks if m is not None), default=None)
+    tables = normalize(tenant_id, raw, reference, slots, synced_through=synced)
     out_dir = lake.tenant_dir(lake_dir, tenant_id) / "tables"
     inputs = CheckInputs(tenant_id, {entity: documents for entity, (documents, _) in raw.items()})
     built = TenantTables(

@@ -670,7 +670,22 @@ def test_a_polled_change_carries_the_poll(world: World) -> None:
     assert {r["source_event_at_utc"] for r in rows} == {None}
     assert min(r["synced_at_utc"] for r in rows) > max(before.column("synced_at_utc").to_pylist())
     assert _changed(world, "fct_bank_transaction_lines") == {edited}
-    others = [c for c in TABLES if c != "fct_bank_transaction_lines"]
+    # The balances that include the edited transaction name the poll's read (fct_bank_balances
+    # counts provenance in its change detection): its bank account is re-sent, nothing else.
+    record = next(
+        b
+        for b in world.data.collections["BankTransactions"].values()
+        if b["BankTransactionID"] == edited
+    )
+    account = record["BankAccount"]["AccountID"]
+    assert _changed(world, "fct_bank_balances") == {account}
+    balances = _rows_of(world.tables()["fct_bank_balances"], "bank_account_id", account)
+    day = rows[0]["document_date"]
+    assert {
+        (r["sync_source"], r["dagster_run_id"]) for r in balances if r["balance_date"] >= day
+    } == {("poll", run)}
+    assert "poll" not in {r["sync_source"] for r in balances if r["balance_date"] < day}
+    others = [c for c in TABLES if c not in ("fct_bank_transaction_lines", "fct_bank_balances")]
     assert all(world.published.last[name].is_empty for name in others)
 
 

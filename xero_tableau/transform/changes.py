@@ -1,7 +1,8 @@
 """Which documents changed since the last publish, by content fingerprint.
 
 Each document (the table's key without ``line_number``; for a dimension, and a fact with one row
-per document, the row's key) gets a 64-bit fingerprint of every published value of every one of
+per document, the row's key; the spec's ``document`` where it names one, such as a bank account
+of fct_bank_balances) gets a 64-bit fingerprint of every published value of every one of
 its rows, independent of row and column order. A document is changed when its fingerprint differs
 from the one stored at the last successful publish. A schema change marks every document changed,
 which is the safe direction (a full re-send).
@@ -34,14 +35,18 @@ __all__ = [
     "diff_documents",
     "document_fingerprints",
     "document_key",
+    "ignored_columns",
     "rows_for",
 ]
 
 #: The fingerprint column of :func:`document_fingerprints`' result.
 FINGERPRINT = "fingerprint"
 # Columns that change on a re-read without the content changing: fetched_at_utc, and the
-# provenance, which by construction changes only together with the content (schema.py).
+# provenance, which by construction changes only together with the content (schema.py)...
 _DEFAULT_IGNORE = ("fetched_at_utc", *PROVENANCE_COLUMNS)
+# ... except in a summary table, whose rows do not show all of their records' content: there a
+# changed provenance is a change (TableSpec.summary).
+_SUMMARY_IGNORE = ("fetched_at_utc",)
 _NULL_TAG = np.uint64(0x6E756C6C5F746167)  # "null_tag": what a null contributes before mixing
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -71,13 +76,22 @@ def _seed(name: str) -> np.uint64:
 
 
 def document_key(table_name: str) -> tuple[str, ...]:
-    """The columns naming one document of a published table: its key without ``line_number``
-    (``("tenant_id", "invoice_id")``; a dimension's whole key)."""
+    """The columns naming one document of a published table: the spec's ``document`` if it
+    names one, else its key without ``line_number`` (``("tenant_id", "invoice_id")``; a
+    dimension's whole key)."""
     try:
         spec = TABLES[table_name]
     except KeyError:
         raise KeyError(f"unknown published table {table_name!r}") from None
+    if spec.document:
+        return spec.document
     return tuple(column for column in spec.key if column != "line_number")
+
+
+def ignored_columns(table_name: str) -> tuple[str, ...]:
+    """The columns change detection ignores by default: ``fetched_at_utc`` and, except in a
+    summary table (``TableSpec.summary``), the provenance columns."""
+    return _SUMMARY_IGNORE if TABLES[table_name].summary else _DEFAULT_IGNORE
 
 
 # --------------------------------------------------------------------------- column hashing
@@ -197,12 +211,12 @@ def _row_hashes(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
 
 
 def document_fingerprints(
-    table_name: str, table: pa.Table, ignore: Sequence[str] = _DEFAULT_IGNORE
+    table_name: str, table: pa.Table, ignore: Sequence[str] | None = None
 ) -> pa.Table:
     """One row per document of ``table``: its key columns (:func:`document_key`) and a uint64
     ``fingerprint`` of all its rows' values except the ``ignore`` columns (by default
-    ``fetched_at_utc``, which changes on every read without the data changing, and the
-    provenance columns).
+    :func:`ignored_columns`: ``fetched_at_utc``, which changes on every read without the data
+    changing, and the provenance columns unless the table is a summary).
 
     Independent of row and column order; see the module docstring for the scheme. Sorted by
     key, so equal inputs give equal tables."""
@@ -210,7 +224,8 @@ def document_fingerprints(
     missing = [column for column in key if column not in table.column_names]
     if missing:
         raise ValueError(f"{table_name}: the table has no key column {missing}")
-    hashed_columns = [c for c in table.column_names if c not in set(ignore)]
+    skip = set(ignored_columns(table_name) if ignore is None else ignore)
+    hashed_columns = [c for c in table.column_names if c not in skip]
     rows = pa.table(
         {
             **{column: table.column(column) for column in key},
@@ -258,7 +273,7 @@ def diff_documents(
     table_name: str,
     previous_fingerprints: pa.Table | None,
     current: pa.Table,
-    ignore: Sequence[str] = _DEFAULT_IGNORE,
+    ignore: Sequence[str] | None = None,
 ) -> DocumentChanges:
     """Compare ``current`` (the table's rows now) with the fingerprints stored at the last
     publish (None or empty: every document is new).

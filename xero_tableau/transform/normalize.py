@@ -13,9 +13,10 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,7 @@ import pyarrow.compute as pa_compute
 
 from xero_tableau.entities import TRANSACTIONAL, parse_records
 from xero_tableau.raw_layouts import PROVENANCE
+from xero_tableau.transform.balances import bank_balances
 from xero_tableau.transform.raw import DOCUMENT_SCHEMAS, LINE_SCHEMAS, empty_batch
 from xero_tableau.transform.schema import TABLES, TableSpec, arrow_schema
 from xero_tableau.xero.models import Account, Organisation, TrackingCategory
@@ -34,6 +36,7 @@ __all__ = [
     "FACT_SOURCES",
     "NORMALIZE_COLUMNS",
     "REFERENCE_TABLES",
+    "SUMMARY_COLUMNS",
     "Reference",
     "line_tracking_categories",
     "normalize",
@@ -77,13 +80,58 @@ _LINE_ITEM = [
     "line_amount",
     *_TRACKING_IDS,
 ]
+_TOTALS = ["sub_total", "total_tax", "total"]
+#: Document columns only the summary tables show (fct_invoices, fct_credit_notes,
+#: fct_bank_balances), never the entity's own table: a change in them without a new
+#: UpdatedDateUTC is not a change of the record's content for provenance (schema.py, Provenance).
+SUMMARY_COLUMNS: dict[str, frozenset[str]] = {
+    "Invoices": frozenset(
+        {
+            "fully_paid_on_date",
+            "expected_payment_date",
+            *_TOTALS,
+            "amount_due",
+            "amount_paid",
+            "amount_credited",
+        }
+    ),
+    "CreditNotes": frozenset(
+        {"fully_paid_on_date", *_TOTALS, "remaining_credit", "allocated_amount", "allocations"}
+    ),
+    "BankTransactions": frozenset({"total"}),
+}
 NORMALIZE_COLUMNS: dict[str, tuple[list[str], list[str] | None]] = {
     "Invoices": (
-        [*_DOC, "type", "invoice_number", "reference", "due_date", *_PRICED],
+        [
+            *_DOC,
+            "type",
+            "invoice_number",
+            "reference",
+            "due_date",
+            *_PRICED,
+            "fully_paid_on_date",
+            "expected_payment_date",
+            *_TOTALS,
+            "amount_due",
+            "amount_paid",
+            "amount_credited",
+        ],
         _LINE_ITEM,
     ),
     "CreditNotes": (
-        [*_DOC, "type", "credit_note_number", "reference", "due_date", *_PRICED],
+        [
+            *_DOC,
+            "type",
+            "credit_note_number",
+            "reference",
+            "due_date",
+            *_PRICED,
+            "fully_paid_on_date",
+            *_TOTALS,
+            "remaining_credit",
+            "allocated_amount",
+            "allocations",
+        ],
         _LINE_ITEM,
     ),
     "PurchaseOrders": (
@@ -100,6 +148,7 @@ NORMALIZE_COLUMNS: dict[str, tuple[list[str], list[str] | None]] = {
             "bank_account_code",
             "bank_account_name",
             *_PRICED,
+            "total",
         ],
         _LINE_ITEM,
     ),
@@ -441,6 +490,7 @@ class _Context:
     category_names: pa.Array
     slots: dict[str, int]  # category id -> slot (1 and 2 have columns)
     contacts: pa.Table  # dim_contacts
+    synced_on: date | None = None  # organisation-local date of the tenant's latest read
 
 
 def _dim_accounts(tenant_id: str, accounts: Sequence[Account]) -> pa.Table:
@@ -1038,6 +1088,247 @@ def _prepayments(ctx: _Context, versioned: _Versioned) -> pa.Table:
     return _credit(ctx, versioned, "fct_prepayments", "prepayment")
 
 
+# --- the summary tables ---------------------------------------------------------------------------
+
+
+def _document_money(
+    docs: pa.Table, rate: pa.Array, money: Mapping[str, str], base: Sequence[str]
+) -> dict[str, Any]:
+    """Published money column -> the document column it is, plus ``<name>_base`` for ``base``."""
+    columns: dict[str, Any] = {name: docs.column(source) for name, source in money.items()}
+    rate_ints = _unscaled(rate)
+    for name in base:
+        amount = _unscaled(docs.column(money[name]))
+        columns[f"{name}_base"] = _decimal(_to_base(amount, rate_ints), MONEY)
+    return columns
+
+
+def _invoices(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    """fct_invoices: one row per invoice or bill, Xero's totals and what is still owed."""
+    spec = TABLES["fct_invoices"]
+    docs = versioned.documents
+    n = docs.num_rows
+    columns = _header(ctx, docs)
+    currency = docs.column("currency_code")
+    rate = _rate(ctx, currency, docs.column("currency_rate"))
+    money = {
+        "net_amount": "sub_total",
+        "tax_amount": "total_tax",
+        "gross_amount": "total",
+        "amount_due": "amount_due",
+        "amount_paid": "amount_paid",
+        "amount_credited": "amount_credited",
+    }
+    columns.update(
+        {
+            "tenant_id": _constant(ctx.tenant_id, n, pa.string()),
+            "invoice_id": docs.column("id"),
+            "invoice_type": docs.column("type"),
+            "document_kind": _map_values(
+                docs.column("type"), {"ACCREC": "invoice", "ACCPAY": "bill"}, pa.string()
+            ),
+            "invoice_number": docs.column("invoice_number"),
+            "reference": docs.column("reference"),
+            **_contact_columns(ctx, docs.column("contact_id"), docs.column("contact_name")),
+            "due_date": docs.column("due_date"),
+            "fully_paid_on_date": docs.column("fully_paid_on_date"),
+            "expected_payment_date": docs.column("expected_payment_date"),
+            "line_amount_types": docs.column("line_amount_types"),
+            "currency_code": currency,
+            "base_currency_code": _constant(ctx.base_currency, n, pa.string()),
+            "currency_rate": rate,
+            **_document_money(docs, rate, money, list(money)),
+        }
+    )
+    return _assemble(spec, columns, n)
+
+
+def _credit_notes(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    """fct_credit_notes: one row per credit note, Xero's totals, allocations and credit left."""
+    spec = TABLES["fct_credit_notes"]
+    docs = versioned.documents
+    n = docs.num_rows
+    columns = _header(ctx, docs)
+    currency = docs.column("currency_code")
+    rate = _rate(ctx, currency, docs.column("currency_rate"))
+    money = {
+        "net_amount": "sub_total",
+        "tax_amount": "total_tax",
+        "gross_amount": "total",
+        "allocated_amount": "allocated_amount",
+        "remaining_credit": "remaining_credit",
+    }
+    columns.update(
+        {
+            "tenant_id": _constant(ctx.tenant_id, n, pa.string()),
+            "credit_note_id": docs.column("id"),
+            "credit_note_type": docs.column("type"),
+            "document_kind": _map_values(
+                docs.column("type"),
+                {"ACCRECCREDIT": "sales_credit", "ACCPAYCREDIT": "purchase_credit"},
+                pa.string(),
+            ),
+            "credit_note_number": docs.column("credit_note_number"),
+            "reference": docs.column("reference"),
+            **_contact_columns(ctx, docs.column("contact_id"), docs.column("contact_name")),
+            "due_date": docs.column("due_date"),
+            "fully_paid_on_date": docs.column("fully_paid_on_date"),
+            "line_amount_types": docs.column("line_amount_types"),
+            "currency_code": currency,
+            "base_currency_code": _constant(ctx.base_currency, n, pa.string()),
+            "currency_rate": rate,
+            "allocation_count": pc.fill_null(docs.column("allocations"), 0),
+            **_document_money(
+                docs, rate, money, ["net_amount", "tax_amount", "gross_amount", "remaining_credit"]
+            ),
+        }
+    )
+    return _assemble(spec, columns, n)
+
+
+#: Payment types by direction of the money in the bank account (Xero PaymentType).
+_PAYMENTS_IN = ("ACCRECPAYMENT", "APCREDITPAYMENT", "APOVERPAYMENTPAYMENT", "APPREPAYMENTPAYMENT")
+_PAYMENTS_OUT = ("ACCPAYPAYMENT", "ARCREDITPAYMENT", "AROVERPAYMENTPAYMENT", "ARPREPAYMENTPAYMENT")
+_RECEIVE = ("RECEIVE", "RECEIVE-OVERPAYMENT", "RECEIVE-PREPAYMENT", "RECEIVE-TRANSFER")
+_SPEND = ("SPEND", "SPEND-OVERPAYMENT", "SPEND-PREPAYMENT", "SPEND-TRANSFER")
+
+
+def _direction(types: pa.Array | pa.ChunkedArray, into: Sequence[str], out: Sequence[str]) -> Any:
+    """+1 for a type that brings money into the bank account, -1 for one that takes it out, 0
+    for any other (no movement)."""
+    sign = {**dict.fromkeys(into, "1"), **dict.fromkeys(out, "-1")}
+    mapped = _map_values(types, sign, pa.string())
+    return pc.fill_null(mapped.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+
+
+def _movement_table(
+    docs: pa.Table,
+    keep: np.ndarray,
+    account_id: Any,
+    sign: np.ndarray,
+    amount: _Ints,
+    base: _Ints,
+) -> pa.Table:
+    """The movements (``balances.MOVEMENT_SCHEMA``) of the documents ``keep`` selects."""
+    signed = np.where(sign < 0, -amount.values, amount.values)
+    signed_base = np.where(sign < 0, -base.values, base.values)
+    table = pa.table(
+        {
+            "bank_account_id": _combine(account_id),
+            "date": docs.column("date"),
+            "amount": _decimal(_Ints(signed, None), MONEY),
+            "amount_base": _decimal(_Ints(signed_base, base.valid), MONEY),
+            **_provenance(docs),
+        }
+    )
+    return table.filter(pa.array(keep))
+
+
+def _payment_movements(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    """Live payments into or out of a bank account (an account of Type BANK), in the account's
+    currency (Xero BankAmount); base: that amount itself in a base-currency account, else
+    converted at the payment's rate."""
+    docs = versioned.documents
+    account = _account_columns(ctx, docs.column("account_id"), docs.column("account_code"))
+    bank_currency = _bank_currency(ctx, account["account_id"])
+    currency = pc.coalesce(
+        docs.column("invoice_currency_code"), pa.scalar(ctx.base_currency, pa.string())
+    )
+    rate = _unscaled(_rate(ctx, currency, docs.column("currency_rate")))
+    amount = _unscaled(docs.column("amount"))
+    base_amount = _to_base(amount, rate)
+    bank_amount = _unscaled(docs.column("bank_amount"))
+    same = _bools(pc.equal(currency, bank_currency))
+    in_base = _bools(pc.equal(bank_currency, pa.scalar(ctx.base_currency, pa.string())))
+    # Xero sends BankAmount; without it, the amount when it is in the account's currency, or
+    # its base conversion for a base-currency account
+    valid = _valid(bank_amount) | same & _valid(amount) | in_base & _valid(base_amount)
+    values = np.where(
+        _valid(bank_amount),
+        bank_amount.values,
+        np.where(same, amount.values, base_amount.values),
+    )
+    bank = _Ints(values, None if valid.all() else valid)
+    converted = _to_base(bank, rate)
+    base = _Ints(
+        np.where(in_base, bank.values, converted.values),
+        _both_valid(bank.valid, in_base | _valid(converted)),
+    )
+    sign = _direction(docs.column("payment_type"), _PAYMENTS_IN, _PAYMENTS_OUT)
+    keep = (
+        _bools(pc.equal(docs.column("status"), pa.scalar("AUTHORISED")))
+        & _bools(pc.equal(account["account_type"], pa.scalar("BANK")))
+        & _bools(pc.is_valid(docs.column("date")))
+        & (sign != 0)
+        & valid
+    )
+    return _movement_table(docs, keep, account["account_id"], sign, bank, base)
+
+
+def _bank_transaction_movements(ctx: _Context, versioned: _Versioned) -> pa.Table:
+    """Live bank transactions of every type: Xero Total, in the bank account's currency (the
+    transaction's own); base: converted at the transaction's rate."""
+    docs = versioned.documents
+    account = _account_columns(
+        ctx, docs.column("bank_account_id"), docs.column("bank_account_code")
+    )
+    rate = _unscaled(_rate(ctx, docs.column("currency_code"), docs.column("currency_rate")))
+    total = _unscaled(docs.column("total"))
+    sign = _direction(docs.column("type"), _RECEIVE, _SPEND)
+    keep = (
+        _bools(pc.equal(docs.column("status"), pa.scalar("AUTHORISED")))
+        & _bools(pc.is_valid(account["account_id"]))
+        & _bools(pc.is_valid(docs.column("date")))
+        & (sign != 0)
+        & _valid(total)
+    )
+    return _movement_table(docs, keep, account["account_id"], sign, total, _to_base(total, rate))
+
+
+def _bank_currency(ctx: _Context, account_id: Any) -> Any:
+    """The currency of each bank account: dim_accounts' CurrencyCode, else the base currency."""
+    dim = ctx.accounts
+    index = _lookup(account_id, dim.column("account_id").combine_chunks())
+    currency = _take(dim.column("currency_code").combine_chunks(), index)
+    return pc.coalesce(currency, pa.scalar(ctx.base_currency, pa.string()))
+
+
+def _bools(mask: Any) -> np.ndarray:
+    """A boolean mask as NumPy, null counting as False."""
+    return np.asarray(
+        _combine(pc.fill_null(mask, False)).to_numpy(zero_copy_only=False), dtype=bool
+    )
+
+
+def _valid(ints: _Ints) -> np.ndarray:
+    return np.ones(len(ints.values), bool) if ints.valid is None else ints.valid
+
+
+def _bank_balances(ctx: _Context, payments: _Versioned, transactions: _Versioned) -> pa.Table:
+    """fct_bank_balances: ``balances.bank_balances`` over the movements of the documents, with
+    each bank account's code, name, type and currency from dim_accounts."""
+    spec = TABLES["fct_bank_balances"]
+    movements = pa.concat_tables(
+        [_payment_movements(ctx, payments), _bank_transaction_movements(ctx, transactions)]
+    )
+    balances = bank_balances(movements, ctx.synced_on)
+    n = balances.num_rows
+    dim = ctx.accounts
+    index = _lookup(balances.column("bank_account_id"), dim.column("account_id").combine_chunks())
+    columns: dict[str, Any] = {name: balances.column(name) for name in balances.column_names}
+    columns.update(
+        {
+            "tenant_id": _constant(ctx.tenant_id, n, pa.string()),
+            "bank_account_code": _take(dim.column("account_code").combine_chunks(), index),
+            "bank_account_name": _take(dim.column("account_name").combine_chunks(), index),
+            "bank_account_type": _take(dim.column("bank_account_type").combine_chunks(), index),
+            "currency_code": _bank_currency(ctx, balances.column("bank_account_id")),
+            "base_currency_code": _constant(ctx.base_currency, n, pa.string()),
+        }
+    )
+    return _assemble(spec, columns, n)
+
+
 def _dim_contacts(ctx: _Context, versioned: _Versioned) -> pa.Table:
     spec = TABLES["dim_contacts"]
     docs = versioned.documents
@@ -1080,6 +1371,22 @@ _FACT_BUILDERS: dict[str, Callable[[_Context, _Versioned], pa.Table]] = {
 # --- entry point ----------------------------------------------------------------------------------
 
 
+def _sync_date(
+    documents: Sequence[pa.Table], synced_through: datetime | None, zone: str
+) -> date | None:
+    """The organisation-local date of the tenant's latest read: ``synced_through`` (its read
+    watermarks) or the latest ``fetched_at_utc`` of its records, whichever is later; None when
+    neither is known (nothing read)."""
+    latest = [synced_through] if synced_through is not None else []
+    for table in documents:
+        if table.num_rows:
+            latest.append(pc.max(table.column("fetched_at_utc")).as_py())
+    if not latest:
+        return None
+    moment = max(m.astimezone(UTC) for m in latest)
+    return moment.astimezone(ZoneInfo(zone)).date()
+
+
 def _conformed(table: pa.Table, schema: pa.Schema, names: list[str], what: str) -> pa.Table:
     """The columns normalize needs, in the lake types; extra columns are ignored."""
     missing = [name for name in names if name not in table.column_names]
@@ -1114,6 +1421,7 @@ def normalize(
     raw: Mapping[str, tuple[pa.Table, pa.Table | None]],
     reference: Reference,
     slots: Mapping[str, int] | None = None,
+    synced_through: datetime | None = None,
 ) -> dict[str, pa.Table]:
     """All published tables of one tenant, keyed by table name, each exactly in its schema.
 
@@ -1121,7 +1429,11 @@ def normalize(
     by :func:`xero_tableau.raw_lake.read_entity` (entities absent from it give empty
     tables). ``reference`` carries the organisation, accounts and tracking categories; ``slots``
     the tenant's tracking slots given so far (:func:`tracking_slots`; the caller persists them).
-    Raises ValueError when the organisation has no usable time zone (dates would shift).
+    ``synced_through``: when the tenant's records were last read up to (its read watermarks),
+    if known. The tenant's sync date, to which fct_bank_balances runs, is the
+    organisation-local date of that or of the latest ``fetched_at_utc`` in ``raw``, whichever
+    is later. Raises ValueError when the organisation has no usable time zone (dates would
+    shift).
     """
     organisation = Organisation.model_validate(dict(reference.organisation))
     zone = organisation.zone().key
@@ -1149,10 +1461,19 @@ def normalize(
         ),
     )
     out: dict[str, pa.Table] = {}
+    versions: dict[str, _Versioned] = {}
     for table, build in _FACT_BUILDERS.items():
         entity = FACT_SOURCES[table]
         documents, lines = _raw_of(raw, entity)
-        out[table] = build(ctx, _versioned(entity, documents, lines))
+        versions[entity] = _versioned(entity, documents, lines)
+        out[table] = build(ctx, versions[entity])
+    read = [contacts_versioned.documents, *(v.documents for v in versions.values())]
+    ctx.synced_on = _sync_date(read, synced_through, ctx.zone)
+    out["fct_invoices"] = _invoices(ctx, versions["Invoices"])
+    out["fct_credit_notes"] = _credit_notes(ctx, versions["CreditNotes"])
+    out["fct_bank_balances"] = _bank_balances(
+        ctx, versions["Payments"], versions["BankTransactions"]
+    )
     out["dim_accounts"] = ctx.accounts
     out["dim_tracking_options"] = ctx.options
     for name in REFERENCE_TABLES.values():

@@ -8,7 +8,9 @@ read. That is what the incremental publish can follow: its fingerprints ignore t
 (``transform/changes.py``), so they may change only together with a published value, or a full
 replace of the same lake would show other provenance than the incremental publish left.
 
-"Same content" is therefore judged on values that always show in the published row:
+"Same content" is therefore judged on values that always show in the published row of the
+record's own table (its ``published_table``; the summary tables count provenance in their change
+detection instead, and what only they show, ``normalize.SUMMARY_COLUMNS``, is not compared):
 
 - transactional records (:func:`carry_provenance`, when a day partition is rewritten): the
   values normalize publishes as stored (:func:`content_columns`), compared with the version of
@@ -42,6 +44,7 @@ from xero_tableau.transform.changes import FINGERPRINT, document_fingerprints
 from xero_tableau.transform.normalize import (
     NORMALIZE_COLUMNS,
     REFERENCE_TABLES,
+    SUMMARY_COLUMNS,
     reference_dimension,
 )
 from xero_tableau.transform.raw import FlatBatch, ReadProvenance
@@ -93,7 +96,7 @@ def content_columns(entity: str) -> tuple[list[str], list[str]]:
     """The document and line columns whose values, compared one by one, decide whether a
     re-read of ``entity`` found new content."""
     documents, lines = NORMALIZE_COLUMNS[entity]
-    skip = _NOT_CONTENT | FALLBACK_ONLY
+    skip = _NOT_CONTENT | FALLBACK_ONLY | SUMMARY_COLUMNS.get(entity, frozenset())
     return (
         [c for c in documents if c not in skip],
         [c for c in lines or [] if c not in skip and c not in _TRACKING],

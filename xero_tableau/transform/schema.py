@@ -66,6 +66,14 @@ class TableSpec:
     grain: str
     columns: list[ColumnSpec] = field(default_factory=list)
     key: tuple[str, ...] = ()
+    document: tuple[str, ...] = ()
+    """The columns naming one document: the rows change detection fingerprints together and an
+    incremental publish replaces as a whole. Empty: the key without ``line_number``."""
+    summary: bool = False
+    """A table that summarises records shown in full elsewhere (one row per invoice beside its
+    lines, bank balances from payments and bank transactions): its rows do not show every value
+    that counts as its records' content, so the provenance of a row may change while its other
+    values stay. Change detection then counts the provenance columns as well (Provenance rule)."""
 
     def column(self, name: str) -> ColumnSpec:
         """The spec of one column (KeyError if the table has none of that name)."""
@@ -672,6 +680,248 @@ _FCT_PREPAYMENTS = TableSpec(
     key=("tenant_id", "prepayment_id"),
 )
 
+
+def _base_of(names: tuple[str, ...]) -> list[ColumnSpec]:
+    return [
+        _c(f"{name}_base", MONEY, f"{name} / currency_rate, rounded to cents (base rule).")
+        for name in names
+    ]
+
+
+_DOCUMENT_TOTALS = [
+    _c("net_amount", MONEY, "Xero SubTotal: the document excluding tax, document currency."),
+    _c("tax_amount", MONEY, "Xero TotalTax, document currency."),
+    _c("gross_amount", MONEY, "Xero Total: the document including tax, document currency."),
+]
+
+_FCT_INVOICES = TableSpec(
+    name="fct_invoices",
+    description=(
+        "Sales invoices (ACCREC) and supplier bills (ACCPAY) from /Invoices, one row per "
+        "document: Xero's totals and what is still owed (amount_due, with amount_paid and "
+        "amount_credited), for receivables and payables by contact, due date and age (see the "
+        "Outstanding and aged rule). The lines of the same invoices are fct_invoice_lines. "
+        "Voided and deleted documents stay, flagged, as in the line tables."
+    ),
+    grain="one row per invoice or bill (latest version)",
+    columns=[
+        *_tenant(),
+        _c("invoice_id", TEXT, "Xero InvoiceID.", key=True),
+        *_version(),
+        *_status(_INVOICE_STATUSES),
+        _c("invoice_type", TEXT, "Xero Type: ACCREC (sales invoice) or ACCPAY (bill)."),
+        _c(
+            "document_kind",
+            TEXT,
+            "invoice (ACCREC: owed to the organisation) or bill (ACCPAY: owed by it).",
+            nullable=False,
+        ),
+        _c("invoice_number", TEXT, "InvoiceNumber (unique for ACCREC only)."),
+        _c("reference", TEXT, "Reference."),
+        *_contact(),
+        _document_date("Invoice date"),
+        _c("due_date", DATE, "Due date (UTC calendar date as Xero encodes it)."),
+        _c(
+            "fully_paid_on_date",
+            DATE,
+            "Xero FullyPaidOnDate: the date of the payment or credit that settled the document; "
+            "null until it is PAID.",
+        ),
+        _c(
+            "expected_payment_date",
+            DATE,
+            "Xero ExpectedPaymentDate: when the customer said they would pay (sales invoices); "
+            "null when none was entered, and for invoices read before this column existed "
+            "until they are read again.",
+        ),
+        _c("line_amount_types", TEXT, "Exclusive, Inclusive or NoTax: how the lines treat tax."),
+        *_currency(),
+        *_DOCUMENT_TOTALS,
+        _c(
+            "amount_due",
+            MONEY,
+            "Xero AmountDue, document currency: what is still owed on the document = "
+            "gross_amount - amount_paid - amount_credited. Owed only while status is "
+            "AUTHORISED (a DRAFT or SUBMITTED document is not yet owed, a VOIDED or DELETED "
+            "one no longer is, whatever this says).",
+        ),
+        _c(
+            "amount_paid",
+            MONEY,
+            "Xero AmountPaid: the sum of the payments on the document (fct_payments), document "
+            "currency.",
+        ),
+        _c(
+            "amount_credited",
+            MONEY,
+            "Xero AmountCredited: credit notes, overpayments and prepayments allocated to the "
+            "document, document currency.",
+        ),
+        *_base_of(
+            (
+                "net_amount",
+                "tax_amount",
+                "gross_amount",
+                "amount_due",
+                "amount_paid",
+                "amount_credited",
+            )
+        ),
+    ],
+    key=("tenant_id", "invoice_id"),
+    summary=True,
+)
+
+_FCT_CREDIT_NOTES = TableSpec(
+    name="fct_credit_notes",
+    description=(
+        "Sales (ACCRECCREDIT) and purchase (ACCPAYCREDIT) credit notes from /CreditNotes, one "
+        "row per document: Xero's totals, what was allocated to invoices and the credit left "
+        "(remaining_credit), which still reduces what the contact owes (sales credit) or what "
+        "is owed to the contact (purchase credit). The lines are fct_credit_note_lines. "
+        "Voided and deleted credit notes stay, flagged, as in the line tables."
+    ),
+    grain="one row per credit note (latest version)",
+    columns=[
+        *_tenant(),
+        _c("credit_note_id", TEXT, "Xero CreditNoteID.", key=True),
+        *_version(),
+        *_status(_INVOICE_STATUSES),
+        _c("credit_note_type", TEXT, "Xero Type: ACCRECCREDIT or ACCPAYCREDIT."),
+        _c(
+            "document_kind",
+            TEXT,
+            "sales_credit (ACCRECCREDIT: credit given to a customer) or purchase_credit "
+            "(ACCPAYCREDIT: credit received from a supplier).",
+            nullable=False,
+        ),
+        _c("credit_note_number", TEXT, "CreditNoteNumber."),
+        _c("reference", TEXT, "Reference."),
+        *_contact(),
+        _document_date("Credit note date"),
+        _c("due_date", DATE, "Due date, if any (UTC calendar date as Xero encodes it)."),
+        _c(
+            "fully_paid_on_date",
+            DATE,
+            "Xero FullyPaidOnDate: when the last of the credit was allocated or refunded; null "
+            "until it is PAID.",
+        ),
+        _c("line_amount_types", TEXT, "Exclusive, Inclusive or NoTax: how the lines treat tax."),
+        *_currency(),
+        *_DOCUMENT_TOTALS,
+        _c(
+            "allocated_amount",
+            MONEY,
+            "Sum of the credit note's live (not deleted) allocations to invoices, document "
+            "currency: the part of the credit already used to reduce invoices' AmountDue "
+            "(their AmountCredited). Null for credit notes read before this column existed, "
+            "until they are read again.",
+        ),
+        _c(
+            "allocation_count",
+            INT,
+            "Number of live (not deleted) allocations to invoices (0 for credit notes read "
+            "before this column existed, until they are read again).",
+            nullable=False,
+        ),
+        _c(
+            "remaining_credit",
+            MONEY,
+            "Xero RemainingCredit, document currency: the credit not yet allocated to invoices "
+            "or refunded (refunds are payments in fct_payments). Credit only while status is "
+            "AUTHORISED (PAID: none left; a DRAFT or SUBMITTED note is not yet credit, a VOIDED "
+            "or DELETED one no longer is, whatever this says).",
+        ),
+        *_base_of(("net_amount", "tax_amount", "gross_amount", "remaining_credit")),
+    ],
+    key=("tenant_id", "credit_note_id"),
+    summary=True,
+)
+
+_MONEY_NOTE = "in the bank account's currency (currency_code)"
+_BASE_NOTE = (
+    "in base currency: each document's bank-side amount converted at its own rate (base rule), "
+    "summed; null from the first document without a usable rate"
+)
+
+_FCT_BANK_BALANCES = TableSpec(
+    name="fct_bank_balances",
+    description=(
+        "Daily balance of every bank account (Account Type BANK: bank, credit card, PayPal) "
+        "computed from the documents the connector reads: payments and refunds into and out "
+        "of the account (fct_payments) and its bank transactions of every type "
+        "(fct_bank_transaction_lines: spend and receive money, over- and prepayments received "
+        "or paid, the two sides of transfers as Xero lists them). One row per account and day, "
+        "with no gaps, from the day of the account's first movement to the tenant's sync date "
+        "(or the latest movement, if later), so a cash chart has no holes. Not visible in "
+        "documents, hence NOT included: opening (conversion) balances entered in Xero, and "
+        "/BankTransfers, which the connector does not read (see the Bank balances rule)."
+    ),
+    grain="one row per bank account and organisation-local calendar day",
+    columns=[
+        *_tenant(),
+        _c("bank_account_id", TEXT, "Xero AccountID of the bank account.", key=True),
+        _c(
+            "balance_date",
+            DATE,
+            "The day: the document date of the movements counted on it (Xero Date, the "
+            "organisation's business date; see the Bank balances rule).",
+            key=True,
+        ),
+        _c("bank_account_code", TEXT, "Account code of the bank account (dim_accounts)."),
+        _c("bank_account_name", TEXT, "Name of the bank account (dim_accounts)."),
+        _c(
+            "bank_account_type",
+            TEXT,
+            "Xero BankAccountType: BANK, CREDITCARD or PAYPAL (dim_accounts).",
+        ),
+        _c(
+            "currency_code",
+            TEXT,
+            "The bank account's currency (dim_accounts, else the base currency).",
+        ),
+        _c("base_currency_code", TEXT, "Organisation base currency (Organisation)."),
+        _c(
+            "opening_balance",
+            MONEY,
+            f"Balance at the start of the day, {_MONEY_NOTE}: the previous day's "
+            "closing_balance, 0 on the account's first day (conversion balances excluded).",
+        ),
+        _c(
+            "money_in",
+            MONEY,
+            f"Sum of the day's movements into the account, {_MONEY_NOTE} (receipts, customer "
+            "payments, refunds from suppliers).",
+        ),
+        _c(
+            "money_out",
+            MONEY,
+            f"Sum of the day's movements out of the account, {_MONEY_NOTE}, as a positive "
+            "amount (spending, bill payments, refunds to customers).",
+        ),
+        _c(
+            "closing_balance",
+            MONEY,
+            f"Balance at the end of the day, {_MONEY_NOTE}: opening_balance + money_in - "
+            "money_out.",
+        ),
+        _c(
+            "movement_count",
+            INT,
+            "Number of documents dated that day that moved money in or out of the account.",
+            nullable=False,
+        ),
+        _c("opening_balance_base", MONEY, f"opening_balance {_BASE_NOTE}."),
+        _c("money_in_base", MONEY, f"money_in {_BASE_NOTE}."),
+        _c("money_out_base", MONEY, f"money_out {_BASE_NOTE}."),
+        _c("closing_balance_base", MONEY, f"closing_balance {_BASE_NOTE}."),
+    ],
+    key=("tenant_id", "bank_account_id", "balance_date"),
+    document=("tenant_id", "bank_account_id"),
+    summary=True,
+)
+
+
 _DIM_ACCOUNTS = TableSpec(
     name="dim_accounts",
     description="The chart of accounts (/Accounts), archived accounts included.",
@@ -760,6 +1010,9 @@ TABLES: dict[str, TableSpec] = {
         _FCT_PURCHASE_ORDER_LINES,
         _FCT_OVERPAYMENTS,
         _FCT_PREPAYMENTS,
+        _FCT_INVOICES,
+        _FCT_CREDIT_NOTES,
+        _FCT_BANK_BALANCES,
         _DIM_ACCOUNTS,
         _DIM_TRACKING_OPTIONS,
         _DIM_CONTACTS,
@@ -858,13 +1111,23 @@ RULES: list[tuple[str, str]] = [
         "changes through another table (a renamed contact, account or organisation) shows the "
         "new value with the provenance of its own last change. Content read before provenance "
         "was recorded shows its fetched_at_utc as synced_at_utc (facts and dim_contacts) and "
-        "nulls otherwise.",
+        "nulls otherwise. The summary tables follow their records: a row of fct_invoices or "
+        "fct_credit_notes carries its document's provenance (the same as its lines'), a row of "
+        "fct_bank_balances the latest read among the movements the balance includes (those "
+        "dated on or before its day; ties by the latest source_event_at_utc). Their rows do "
+        "not show every value of their records (a line's account, a bank transaction's "
+        "reference), so their change detection counts the provenance too: a row whose "
+        "provenance changed is re-sent. A value only they show (amount_due, remaining_credit, "
+        "a bank transaction's total) is not compared when a record is re-read: changed "
+        "without a new UpdatedDateUTC, it is published with the provenance the row had.",
     ),
     (
         "Dates",
         "Instants (updated_at_utc, fetched_at_utc, synced_at_utc, source_event_at_utc) are "
-        "UTC. Xero's date-only fields (document_date, due_date, delivery_date) are business "
-        "dates as Xero encodes them (the UTC calendar date). updated_date_local is the "
+        "UTC. Xero's date-only fields (document_date, due_date, delivery_date, "
+        "fully_paid_on_date, expected_payment_date, and balance_date, which is a document "
+        "date) are business dates as Xero encodes them (the UTC calendar date). "
+        "updated_date_local is the "
         "calendar date of updated_at_utc in the organisation's time zone "
         "(Organisation.Timezone).",
     ),
@@ -873,6 +1136,68 @@ RULES: list[tuple[str, str]] = [
         "A line's account resolves by its AccountID when present, else by its account code; "
         "account name, type and class are the current ones from dim_accounts. contact_name is "
         "the contact's current name, else the name on the document.",
+    ),
+    (
+        "Outstanding and aged",
+        "fct_invoices carries each invoice's and bill's Xero AmountDue (amount_due = "
+        "gross_amount - amount_paid - amount_credited), so receivables and payables need no "
+        "join. A document is owed only while its status is AUTHORISED: DRAFT and SUBMITTED "
+        "are not approved yet, PAID has nothing due, VOIDED and DELETED stay in the table "
+        "(flagged, as in the line tables) with their amounts as Xero gives them and must be "
+        "left out. Aged receivables are one Tableau calculated field on fct_invoices, "
+        "`IF [status] = 'AUTHORISED' AND [document_kind] = 'invoice' THEN (IF "
+        "DATEDIFF('day', [due_date], TODAY()) <= 0 THEN 'Current' ELSEIF DATEDIFF('day', "
+        "[due_date], TODAY()) <= 30 THEN '1-30' ELSEIF DATEDIFF('day', [due_date], TODAY()) <= "
+        "60 THEN '31-60' ELSEIF DATEDIFF('day', [due_date], TODAY()) <= 90 THEN '61-90' ELSE "
+        "'90+' END) END`, used as a dimension with SUM([amount_due_base]) (or amount_due "
+        "filtered to one currency_code); aged payables are the same with [document_kind] = "
+        "'bill'. TODAY() is the viewer's date: ages are as of the day the dashboard is read, "
+        "while the amounts are as of the tenant's last sync.",
+    ),
+    (
+        "What a contact owes",
+        "Credit of a contact reduces what it owes: credit notes (fct_credit_notes), "
+        "overpayments and prepayments (fct_overpayments, fct_prepayments) keep their unused "
+        "credit in remaining_credit until it is allocated to invoices (which lowers their "
+        "amount_due) or refunded. So, per contact_id, in base currency: a customer owes "
+        "SUM(fct_invoices.amount_due_base where document_kind = invoice and status = "
+        "AUTHORISED) - SUM(fct_credit_notes.remaining_credit_base where document_kind = "
+        "sales_credit and status = AUTHORISED) - SUM(fct_overpayments.remaining_credit_base + "
+        "fct_prepayments.remaining_credit_base where document_kind = received and status = "
+        "AUTHORISED); the organisation owes a supplier the same with bill, purchase_credit and "
+        "paid. (An over- or prepayment with no credit left is PAID, a voided one VOIDED: "
+        "status = AUTHORISED keeps exactly those with credit.) Per currency, use the "
+        "document-currency columns filtered to one currency_code. A negative result is credit "
+        "in the contact's favour.",
+    ),
+    (
+        "Bank balances",
+        "fct_bank_balances is built from movements: one per live document that moved money "
+        "into or out of a bank account (an account of Type BANK in dim_accounts). Payments "
+        "(status AUTHORISED; Xero BankAmount, in the account's currency; a payment to an "
+        "account that is not a bank account moves no balance): in for ACCRECPAYMENT, "
+        "APCREDITPAYMENT, APOVERPAYMENTPAYMENT and APPREPAYMENTPAYMENT (customers paying, "
+        "suppliers refunding), out for ACCPAYPAYMENT, ARCREDITPAYMENT, AROVERPAYMENTPAYMENT and "
+        "ARPREPAYMENTPAYMENT. Bank transactions (status AUTHORISED; Xero Total, in the "
+        "account's currency): in for RECEIVE, RECEIVE-OVERPAYMENT, RECEIVE-PREPAYMENT and "
+        "RECEIVE-TRANSFER, out for the SPEND types. Voided and deleted documents move nothing, "
+        "nor does a document without a date. A day is the document's date (Xero Date, the "
+        "business date the organisation gave it in its own calendar; not when it was entered "
+        "or synced), so a balance is the bank account's position by transaction date, as "
+        "Xero's Account Transactions report shows it. Days are dense: every day from the "
+        "account's first movement to the tenant's sync date (the organisation-local date of "
+        "the latest read of its records), or to the latest movement if one is dated later, "
+        "has a row, with opening_balance = the previous day's closing_balance and "
+        "closing_balance = opening_balance + money_in - money_out. Base amounts convert each "
+        "movement at its document's own rate (amount / currency_rate, base rule: the "
+        "historical rate, never revalued; Xero's bank revaluations are journals) and are null "
+        "on and after the first day with a movement that has no usable rate. Known gaps: "
+        "opening (conversion) balances entered in Xero are in no document, so every balance "
+        "starts at 0 on the account's first movement and differs from Xero's by that constant "
+        "(the general ledger, /Journals, shows them); /BankTransfers is not read, so a "
+        "transfer counts only as far as Xero lists its two sides in /BankTransactions as "
+        "SPEND-TRANSFER and RECEIVE-TRANSFER (a transfer it leaves out is missing from both "
+        "accounts' balances, though not from their sum when they share a currency).",
     ),
 ]
 """The rules every table follows, rendered into docs/schema.md."""
@@ -892,10 +1217,12 @@ def render_schema_markdown() -> str:
         "`XT_HOME/hyper/<tenant_id>/<table>.hyper`, one table per file). Every row carries "
         "`tenant_id` with `organisation_name`, and the provenance of its content "
         "(`synced_at_utc`, `sync_source`, `dagster_run_id`, `source_event_at_utc`); every "
-        "fact row carries the Xero record id, `updated_at_utc`, status flags "
-        "and amounts in document and base currency, and every fact except fct_overpayments and "
-        "fct_prepayments (credit of a contact, not coded to accounts there) the account and "
-        "both tracking slots, so dashboards slice by account and cost centre without joins. "
+        "document fact row carries the Xero record id, `updated_at_utc`, status flags "
+        "and amounts in document and base currency, and every line fact and fct_payments the "
+        "account and both tracking slots, so dashboards slice by account and cost centre "
+        "without joins. fct_invoices, fct_credit_notes, fct_overpayments and fct_prepayments "
+        "have one row per document (what is owed and the credit left), and fct_bank_balances "
+        "one row per bank account and day (balances in account and base currency). "
         "Money is exact: "
         "NUMERIC(18,2) (quantities and unit amounts NUMERIC(18,4), rates NUMERIC(18,6)), never "
         "floating point.",
@@ -941,6 +1268,8 @@ def _check() -> None:
             raise AssertionError(f"{spec.name}: duplicate column names")
         if tuple(c.name for c in spec.columns if c.key) != spec.key:
             raise AssertionError(f"{spec.name}: key {spec.key} does not match key columns")
+        if spec.document and spec.key[: len(spec.document)] != spec.document:
+            raise AssertionError(f"{spec.name}: document {spec.document} is not a key prefix")
         for column in spec.columns:
             hyper_sql_type(column.type)
 
