@@ -299,7 +299,8 @@ def test_the_payments_scope_opens_both(
 
 def test_advances_leave_every_other_record_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     """They draw from their own random stream: without them the generator yields the very same
-    records, except the invoices they were allocated to (and the two endpoints, then empty)."""
+    records, except the invoices they were allocated to, the two endpoints (then empty) and
+    their bank transactions (one each, added beside the others)."""
     config = GeneratorConfig(seed=5, tenants=2, invoice_lines=1200, as_of=date(2026, 1, 31))
     with_them = generate(config)
     monkeypatch.setattr(generator._AdvanceBuilder, "build", lambda self: None)
@@ -318,11 +319,20 @@ def test_advances_leave_every_other_record_as_it_was(monkeypatch: pytest.MonkeyP
             if name in ADVANCES:
                 assert full.collections[name] and not bare.collections[name]
                 continue
-            assert full.collections[name].keys() == bare.collections[name].keys()
+            if name == "BankTransactions":
+                added = full.collections[name].keys() - bare.collections[name].keys()
+                linked = sorted(
+                    record_id(a) for n in ADVANCES for a in full.collections[n].values()
+                )
+                cash = [full.collections[name][b] for b in added]
+                assert sorted(b.get("OverpaymentID") or b["PrepaymentID"] for b in cash) == linked
+            else:
+                added = set()
+            assert full.collections[name].keys() - added == bare.collections[name].keys(), name
             changed = {
                 rid
-                for rid, record in full.collections[name].items()
-                if record != bare.collections[name][rid]
+                for rid, record in bare.collections[name].items()
+                if record != full.collections[name][rid]
             }
             assert changed == (allocated if name == "Invoices" else set()), name
 

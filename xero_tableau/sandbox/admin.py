@@ -18,6 +18,12 @@ Routes (JSON in, JSON out; loopback only, no auth):
   refund of a credit note's remaining credit
 - ``POST   /sandbox/admin/tenants/{t}/{Over|Prepayments|CreditNotes}/{id}/allocations``
   {"InvoiceID": "...", "Amount": 10.5, "Date": "2026-03-01"}: apply credit to an invoice
+
+An overpayment or prepayment is made with its bank transaction (``advances.py``): create it on
+its own endpoint or, as in Xero, as a BankTransaction of Type RECEIVE-/SPEND-OVERPAYMENT or
+-PREPAYMENT (the answer is then the bank transaction), with an optional ``BankAccount``
+(``{"AccountID"}`` or ``{"Code"}`` of a BANK account; the first one by default) and
+``IsReconciled``. Voiding either voids both; that bank transaction cannot be updated or deleted.
 - ``POST   /sandbox/admin/tenants/{t}/{Endpoint}/{id}/lines/{line}/account-code``  {"AccountCode"}
 - ``POST   /sandbox/admin/tenants/{t}/TrackingCategories/{id}/Options/{option}``  {"Name", "Status"}
 - ``POST   /sandbox/admin/tenants/{t}/TrackingCategories/{id}/Options/{option}/delete``
@@ -34,6 +40,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from xero_tableau.sandbox.advances import (
+    ADVANCE_TYPES,
+    LINK_FIELDS,
+    bank_transaction_of,
+    cash_side,
+    linked_advance,
+    mirror,
+)
 from xero_tableau.sandbox.clock import SandboxClock
 from xero_tableau.sandbox.credentials import DEMO_WEBHOOK_KEY
 from xero_tableau.sandbox.dataset import (
@@ -56,6 +70,10 @@ _ADVANCES = {"Overpayments", "Prepayments"}  # credit a contact holds until it i
 _LINED = {"Invoices", "CreditNotes", "BankTransactions", "PurchaseOrders", *_ADVANCES}
 # endpoints that carry UpdatedDateUTCString
 _UTC_STRING = {"Invoices", "CreditNotes", "Payments", *_ADVANCES}
+_NO_ADVANCE_EDIT = (
+    "Updates on overpayment and prepayment bank transactions are not supported: "
+    "change the overpayment or prepayment"
+)
 
 
 class Sandbox(Protocol):
@@ -285,7 +303,22 @@ class SandboxWriter:
         spec = ENTITIES.get(endpoint)
         if spec is None:
             raise KeyError(f"no endpoint {endpoint}")
+        if endpoint == "BankTransactions" and body.get("Type") in ADVANCE_TYPES:
+            # Xero's way in: PUT /BankTransactions with an overpayment or prepayment Type makes
+            # the document, and answers with its bank transaction
+            kind = ADVANCE_TYPES[str(body["Type"])]
+            advance = self.create(tenant_id, kind, body)
+            cash = bank_transaction_of(tenant, kind, advance[LINK_FIELDS[kind]])
+            assert cash is not None
+            return cash
         record = dict(body)
+        cash_of: tuple[str, dict, bool] | None = None  # an advance's bank transaction to make
+        if endpoint in _ADVANCES:
+            bank = self._bank_account(tenant, record.pop("BankAccount", None))
+            cash_id = str(record.pop("BankTransactionID", None) or uuid.uuid4())
+            if tenant.get("BankTransactions", cash_id) is not None:
+                raise AdminError(f"BankTransactionID {cash_id} already exists")
+            cash_of = (cash_id, bank, bool(record.pop("IsReconciled", False)))
         record.setdefault(spec.id_field, str(uuid.uuid4()))
         if tenant.get(endpoint, record[spec.id_field]) is not None:
             raise AdminError(f"{spec.id_field} {record[spec.id_field]} already exists")
@@ -316,8 +349,8 @@ class SandboxWriter:
                 raise AdminError("Invoice Type must be ACCREC or ACCPAY")
             if record["Type"] == "ACCREC" and "InvoiceNumber" not in record:
                 record["InvoiceNumber"] = f"INV-SBX-{len(tenant.collections['Invoices']) + 1:06d}"
-        if endpoint in _ADVANCES:
-            self._new_advance(tenant, endpoint, record)
+        if cash_of is not None:
+            self._new_advance(tenant, endpoint, record, cash_of[1])
         if endpoint == "TrackingCategories":
             record.setdefault("Status", "ACTIVE")
             self._check_category_change(
@@ -352,6 +385,22 @@ class SandboxWriter:
             record.setdefault("Allocations", [])
             record.setdefault("Payments", [])
             self._remaining_credit(record)
+        if cash_of is not None:
+            # the bank transaction first, so the ledger posts the advance on its bank account
+            cash_id, bank, reconciled = cash_of
+            cash = cash_side(
+                endpoint,
+                record,
+                bank_transaction_id=cash_id,
+                bank_account={
+                    "AccountID": bank["AccountID"],
+                    "Code": bank.get("Code", ""),
+                    "Name": bank.get("Name", ""),
+                },
+                is_reconciled=reconciled,
+                updated="",
+            )
+            self._save(tenant, "BankTransactions", cash, "CREATE")
         return self._save(tenant, endpoint, record, "CREATE")
 
     def update(self, tenant_id: str, endpoint: str, record_id: str, changes: dict) -> dict:
@@ -362,6 +411,11 @@ class SandboxWriter:
             raise AdminError(f"cannot change {sorted(protected & changes.keys())}")
         if record.get("Status") in ("VOIDED", "DELETED"):
             raise AdminError(f"a {record['Status']} document cannot be edited")
+        if endpoint == "BankTransactions" and ADVANCE_TYPES.keys() & {
+            record.get("Type"),
+            changes.get("Type"),
+        }:
+            raise AdminError(_NO_ADVANCE_EDIT)
         if endpoint == "TrackingCategories":
             self._check_category_change(tenant, record, changes)
         record.update(changes)
@@ -373,11 +427,17 @@ class SandboxWriter:
             self._settle(record)
         if endpoint in _ADVANCES or endpoint == "CreditNotes":
             self._remaining_credit(record)
+        if endpoint in _ADVANCES:
+            return self._save_advance(tenant, endpoint, record)
         return self._save(tenant, endpoint, record, "UPDATE")
 
     def void(self, tenant_id: str, endpoint: str, record_id: str) -> dict:
         tenant = self.tenant(tenant_id)
         record = self._record(tenant, endpoint, record_id)
+        linked = linked_advance(record) if endpoint == "BankTransactions" else None
+        if linked is not None:  # voiding the cash side voids the overpayment or prepayment
+            self.void(tenant_id, *linked)
+            return record
         voidable = ("Invoices", "CreditNotes", "BankTransactions", "ManualJournals", *_ADVANCES)
         if endpoint not in voidable:
             raise AdminError(f"{endpoint} cannot be voided")
@@ -396,6 +456,8 @@ class SandboxWriter:
         record["Status"] = "VOIDED"
         if endpoint in _ADVANCES or endpoint == "CreditNotes":
             record["RemainingCredit"] = 0.0  # as the generator's voided advances and credit notes
+        if endpoint in _ADVANCES:
+            return self._save_advance(tenant, endpoint, record)  # its bank transaction too
         return self._save(tenant, endpoint, record, "UPDATE")
 
     def delete(self, tenant_id: str, endpoint: str, record_id: str) -> dict:
@@ -414,6 +476,11 @@ class SandboxWriter:
             return self._delete_tracking(tenant, record, None)
         elif endpoint != "BankTransactions":
             raise AdminError(f"{endpoint} cannot be deleted")
+        elif record.get("Type") in ADVANCE_TYPES:
+            raise AdminError(
+                "Deletes are not supported for overpayment and prepayment bank transactions; "
+                "void it instead"
+            )
         record["Status"] = "DELETED"
         return self._save(tenant, endpoint, record, "UPDATE")
 
@@ -667,8 +734,44 @@ class SandboxWriter:
         self._save(tenant, "CreditNotes", note, "UPDATE")
         return payment
 
-    def _new_advance(self, tenant: TenantData, endpoint: str, record: dict) -> None:
-        """Defaults and checks for a new overpayment or prepayment (AUTHORISED, unallocated).
+    def _bank_account(self, tenant: TenantData, wanted: Any) -> dict:
+        """The BANK account a body names (``{"AccountID"}`` or ``{"Code"}``, as Xero takes a
+        BankAccount), or the organisation's first bank account (where payments go)."""
+        accounts = tenant.collections["Accounts"].values()
+        if not wanted:
+            bank = next((a for a in accounts if a.get("Type") == "BANK"), None)
+            if bank is None:
+                raise AdminError("the organisation has no bank account")
+            return bank
+        if not isinstance(wanted, dict):
+            raise AdminError("BankAccount must be an object with AccountID or Code")
+        account_id, code = wanted.get("AccountID"), wanted.get("Code")
+        found = next(
+            (
+                a
+                for a in accounts
+                if (a["AccountID"] == account_id if account_id else a.get("Code") == code)
+            ),
+            None,
+        )
+        if found is None or not (account_id or code):
+            raise AdminError("unknown BankAccount")
+        if found.get("Type") != "BANK":
+            raise AdminError("Only accounts of Type BANK will be accepted as BankAccount")
+        return found
+
+    def _save_advance(self, tenant: TenantData, endpoint: str, record: dict) -> dict:
+        """Store a changed overpayment or prepayment (UPDATE) and bring its bank transaction in
+        line, stamped too when what it shows changed (no webhook: Xero has none for either)."""
+        cash = bank_transaction_of(tenant, endpoint, record[LINK_FIELDS[endpoint]])
+        if cash is not None and mirror(endpoint, record, cash):
+            self._save(tenant, "BankTransactions", cash, "UPDATE")
+        return self._save(tenant, endpoint, record, "UPDATE")
+
+    def _new_advance(self, tenant: TenantData, endpoint: str, record: dict, bank: dict) -> None:
+        """Defaults and checks for a new overpayment or prepayment (AUTHORISED, unallocated),
+        received into or paid from ``bank``: in that account's currency unless the body names
+        another.
 
         An overpayment is one untaxed line on the Accounts Receivable (RECEIVE-) or Payable
         (SPEND-) control account: given ``Total`` (or one line), the sandbox books it there."""
@@ -680,7 +783,9 @@ class SandboxWriter:
             raise AdminError("a contact is required")
         if record.setdefault("Status", "AUTHORISED") != "AUTHORISED":
             raise AdminError("a new overpayment or prepayment is AUTHORISED")
-        record.setdefault("CurrencyCode", tenant.organisation.get("BaseCurrency"))
+        record.setdefault(
+            "CurrencyCode", bank.get("CurrencyCode") or tenant.organisation.get("BaseCurrency")
+        )
         record.setdefault("CurrencyRate", 1.0)
         record.setdefault("Reference", "")
         record.setdefault("HasAttachments", False)
@@ -799,6 +904,10 @@ class SandboxWriter:
         """Change one line's account code the way Xero does: UpdatedDateUTC stays, no webhook."""
         tenant = self.tenant(tenant_id)
         record = self._record(tenant, endpoint, record_id)
+        linked = linked_advance(record) if endpoint == "BankTransactions" else None
+        if linked is not None:  # the lines are the document's: edit them there
+            self.edit_line_account_code(tenant_id, *linked, line_id, account_code)
+            return record
         accounts = self._account_ids(tenant)
         if account_code not in accounts:
             raise AdminError(f"Account code '{account_code}' is not a valid code")
@@ -808,6 +917,10 @@ class SandboxWriter:
                 line["AccountCode"] = account_code
                 if "AccountID" in line:
                     line["AccountID"] = accounts[account_code]  # the ID follows the code
+                if endpoint in _ADVANCES:  # its bank transaction shows the same lines
+                    cash = bank_transaction_of(tenant, endpoint, record_id)
+                    if cash is not None and mirror(endpoint, record, cash):
+                        tenant.put("BankTransactions", cash)
                 tenant.put(endpoint, record)  # no new UpdatedDateUTC, but the GL re-posts
                 return record
         raise KeyError(f"no line {line_id}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from xero_tableau.sandbox.advances import cash_side
 from xero_tableau.sandbox.dataset import (
     SandboxDataset,
     TenantData,
@@ -1705,6 +1706,9 @@ class _AdvanceBuilder:
         self.rng = books.credit_rng
         self.rnd = self.rng.random
         self.data = books.data
+        # their bank transactions draw from a stream of their own too, so the over- and
+        # prepayments themselves are the same as before Xero's cash side was generated
+        self.bank_rng = random.Random(f"xero-tableau/{books.data.tenant_id}/advance-bank")
 
     def uid(self) -> str:
         return _uuid4(self.rng.getrandbits(128))
@@ -1871,6 +1875,7 @@ class _AdvanceBuilder:
         currency = plan.party.currency
         rate = self.fx(currency, plan.day)
         updated = self.instant(plan.day + (0, 0, 1)[int(rnd() * 3)])
+        entered = updated  # when the money was recorded: its bank transaction's UpdatedDateUTC
         allocations: list[dict] = []
         for invoice, amount, day in plan.allocations:
             when = self.instant(day)
@@ -1893,6 +1898,7 @@ class _AdvanceBuilder:
             status, remaining = "VOIDED", 0
             later = plan.day + 1 + int(rnd() * 30)
             updated = max(updated, self.instant(min(cal.last, later)))
+            entered = updated  # voiding changes the bank transaction too
         if prepay and plan.receive:
             self.numbers += 1
             reference = f"PP-{self.numbers:05d}"
@@ -1929,7 +1935,27 @@ class _AdvanceBuilder:
                 "CurrencyRate": rate,
             }
         )
+        self.bank_transaction(plan, record, entered)
         self.data.put(plan.endpoint, record)
+
+    def bank_transaction(self, plan: _Advance, record: dict, entered: int) -> None:
+        """The advance's cash side in /BankTransactions (``advances.cash_side``): through the
+        business bank account, where the firm's payments go, reconciled as its other bank
+        transactions are."""
+        cal, rnd = self.cal, self.bank_rng.random
+        bits = self.bank_rng.getrandbits(128)
+        account_id, name = self.books.account["090"]
+        self.data.put(
+            "BankTransactions",
+            cash_side(
+                plan.endpoint,
+                record,
+                bank_transaction_id=_uuid4(bits),
+                bank_account={"AccountID": account_id, "Code": "090", "Name": name},
+                is_reconciled=not plan.voided and (plan.day < cal.last - 5 or rnd() < 0.5),
+                updated=ms_date(entered),
+            ),
+        )
 
     def allocate(
         self, invoice: dict, plan: _Advance, record_id: str, amount: int, day: int, when: int

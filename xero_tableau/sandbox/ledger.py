@@ -19,7 +19,10 @@ rounding cent lands on the control line: Accounts Receivable/Payable or the bank
   credit notes ``ARCREDITPAYMENT`` / ``APCREDITPAYMENT``.
 - Bank transactions: RECEIVE ``CASHREC`` (Dr bank, Cr lines and tax), SPEND ``CASHPAID``.
 - Overpayments ``AROVERPAYMENT`` / ``APOVERPAYMENT`` (Dr bank, Cr the line's account, which is AR
-  itself) and prepayments ``ARPREPAYMENT`` / ``APPREPAYMENT`` (Dr bank, Cr lines and tax).
+  itself) and prepayments ``ARPREPAYMENT`` / ``APPREPAYMENT`` (Dr bank, Cr lines and tax). The
+  bank is the one of the document's bank transaction (``advances.py``: /BankTransactions lists
+  the cash side of each, linked by OverpaymentID / PrepaymentID); that bank transaction posts
+  nothing of its own, so the money is posted once, as in Xero's GL.
 - Allocations to invoices: a credit note's or an overpayment's only posts the currency difference
   between the credit's rate and the invoice's (both sides are the control account); a
   prepayment's moves its share of the prepayment's lines (and tax) onto the control account, so
@@ -54,6 +57,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+from xero_tableau.sandbox.advances import linked_advance
 from xero_tableau.sandbox.dataset import TenantData, ms_date, parse_ms_date
 
 PAGE_SIZE = 100  # Xero returns at most 100 journals per call
@@ -202,6 +206,8 @@ class Ledger:
         self._allocations: dict[str, set[str]] = {}  # document id -> allocation keys posted
         self._tracking: dict[tuple, tuple] = {}
         self._accounts: _Accounts | None = None
+        # overpayment or prepayment id -> (AccountID, Code) of its bank transaction's account
+        self._advance_banks: dict[str, tuple[str, str]] = {}
 
     # copies: a copied organisation (``copy.deepcopy`` of its TenantData) carries a copy of its
     # ledger, with the same history, its own lock and the same clock
@@ -252,6 +258,8 @@ class Ledger:
                 gc.freeze()
 
     def _build(self) -> None:
+        for record in self.tenant.collections["BankTransactions"].values():
+            self._note_advance_bank(record)
         events: list[tuple[int, int, str, Posting, bool]] = []
         for journal in self.tenant.system_journals:
             posting = self._system_posting(journal)
@@ -327,6 +335,12 @@ class Ledger:
             if endpoint in ("Accounts", "TaxRates"):
                 self._accounts = None  # names and codes are served as they are now
             if endpoint not in _POSTING_ENDPOINTS:
+                return
+            linked = self._note_advance_bank(record) if endpoint == "BankTransactions" else None
+            if linked is not None:  # the cash side of an advance: the advance posts its money
+                advance = self.tenant.get(*linked)
+                if advance is not None:
+                    self._repost(linked[0], advance)
                 return
             self._repost(endpoint, record)
             if endpoint in ("Invoices", "CreditNotes"):  # their payments use their rate
@@ -426,7 +440,9 @@ class Ledger:
                 return None
             source_type = str(record.get("Type"))
         if source_type is None:
-            return None  # transfers: not a document of this sandbox
+            # transfers: not a document of this sandbox; the bank transaction of an over- or
+            # prepayment: its money is the advance's own posting (never a second one)
+            return None
         accounts = self._chart()
         kind = str(record.get("Type"))
         sign = -1 if kind in _CREDITED_LINES else 1
@@ -435,12 +451,25 @@ class Ledger:
         elif endpoint == "BankTransactions":
             bank = record.get("BankAccount") or {}
             control = accounts.resolve(bank.get("AccountID"), bank.get("Code")) or accounts.bank
-        else:
-            control = accounts.bank
+        else:  # an advance: the bank account of its bank transaction
+            bank_id, code = self._advance_banks.get(self._id(endpoint, record), ("", ""))
+            control = accounts.resolve(bank_id, code) or accounts.bank
         lines, tax_total = self._document_lines(record, sign)
         return self._balanced(
             record, self._id(endpoint, record), source_type, lines, tax_total, control
         )
+
+    def _note_advance_bank(self, record: dict) -> tuple[str, str] | None:
+        """Remember the bank account of an advance's bank transaction; (endpoint, advance id)
+        when ``record`` is one, else None."""
+        linked = linked_advance(record)
+        if linked is not None:
+            bank = record.get("BankAccount") or {}
+            self._advance_banks[linked[1]] = (
+                str(bank.get("AccountID") or ""),
+                str(bank.get("Code") or ""),
+            )
+        return linked
 
     def _document_lines(self, record: dict, sign: int) -> tuple[list[Line], int]:
         """Each line's net and tax in base cents (signed), and the tax total."""
