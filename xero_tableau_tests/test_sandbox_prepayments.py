@@ -5,6 +5,11 @@ credit to an invoice of the same contact and currency (ACCREC for RECEIVE-*, ACC
 RemainingCredit is what is left of the total, and an allocated invoice's AmountDue, AmountPaid and
 AmountCredited still add up to its Total. The endpoint table (``dataset.ENTITIES``) is compared
 with the parameters Xero's OpenAPI spec gives each endpoint.
+
+Xero lists the cash side of every overpayment and prepayment in /BankTransactions (Types
+RECEIVE-/SPEND-OVERPAYMENT and -PREPAYMENT, with the bank account the money went through and
+the link OverpaymentID / PrepaymentID); its general ledger posts the money once, as the
+overpayment or prepayment (SourceType AROVERPAYMENT ...), never also as a CASHREC or CASHPAID.
 """
 
 import re
@@ -17,10 +22,20 @@ import httpx
 import pytest
 
 from xero_tableau.sandbox import generator
+from xero_tableau.sandbox.credentials import JOURNALS_SCOPE, READ_SCOPES
 from xero_tableau.sandbox.dataset import ENTITIES, endpoint_scopes
 from xero_tableau.sandbox.generator import GeneratorConfig, generate
+from xero_tableau.sandbox.ledger import journals
 from xero_tableau.sandbox.server import RunningXeroSandbox
-from xero_tableau_tests.conftest import XeroConnection, connect
+from xero_tableau.sandbox.xero_app import XeroSandboxConfig
+from xero_tableau_tests.conftest import (
+    GENEROUS_LIMITS,
+    SandboxFactory,
+    XeroConnection,
+    connect,
+    connect_sandbox,
+)
+from xero_tableau_tests.test_sandbox_admin import WebhookReceiver
 from xero_tableau_tests.xero_spec import (
     ACCOUNTING,
     assert_valid,
@@ -30,6 +45,9 @@ from xero_tableau_tests.xero_spec import (
 )
 
 ADVANCES = ("Overpayments", "Prepayments")
+# Xero's BankTransaction Type of each advance Type, and the field linking the two
+CASH_TYPES = ("RECEIVE-OVERPAYMENT", "SPEND-OVERPAYMENT", "RECEIVE-PREPAYMENT", "SPEND-PREPAYMENT")
+LINKS = ("OverpaymentID", "PrepaymentID")
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 ZERO = Decimal(0)
 
@@ -219,6 +237,329 @@ def test_lines_are_booked_as_xero_books_them(books: Books) -> None:
             assert accounts[lines[0]["AccountCode"]].get("SystemAccount") == system
         else:
             assert all(accounts[li["AccountCode"]]["Class"] != "LIABILITY" for li in lines)
+
+
+# --- their cash side in /BankTransactions -------------------------------------------------------
+
+
+def link_of(bank_transaction: dict) -> str:
+    """The document a bank transaction is the cash side of (the spec's OverpaymentID /
+    PrepaymentID, by its Type), checking it carries that link and not the other."""
+    kind = "OverpaymentID" if "OVERPAYMENT" in bank_transaction["Type"] else "PrepaymentID"
+    other = LINKS[1 - LINKS.index(kind)]
+    assert other not in bank_transaction, bank_transaction
+    return bank_transaction[kind]
+
+
+@pytest.fixture(scope="module")
+def cash(xero: XeroConnection) -> dict[str, list[dict]]:
+    """Every tenant's bank transactions of the four advance Types, read page by page."""
+    out = {}
+    for tenant in xero.tenant_ids:
+        listed = xero.all_records("BankTransactions", tenant)
+        assert len({b["BankTransactionID"] for b in listed}) == len(listed)
+        out[tenant] = [b for b in listed if b["Type"] in CASH_TYPES]
+    return out
+
+
+def test_every_advance_is_listed_in_bank_transactions_as_xero_lists_it(
+    books: Books, cash: dict[str, list[dict]], xero: XeroConnection
+) -> None:
+    seen: Counter[tuple[str, str]] = Counter()
+    foreign = 0
+    for tenant, by in books.items():
+        accounts = {a["AccountID"]: a for a in by["Accounts"]}
+        (organisation,) = xero.ok("Organisation", tenant)["Organisations"]
+        by_link: dict[str, list[dict]] = {}
+        for bank_transaction in cash[tenant]:
+            by_link.setdefault(link_of(bank_transaction), []).append(bank_transaction)
+        documents = [r for name in ADVANCES for r in by[name]]
+        assert sorted(by_link) == sorted(map(record_id, documents)), "one each, no other"
+        for record in documents:
+            (listed,) = by_link[record_id(record)]
+            assert listed["Type"] == record["Type"]
+            for key in ("Contact", "Date", "LineAmountTypes", "LineItems", "CurrencyCode"):
+                assert listed[key] == record[key], key
+            for key in ("SubTotal", "TotalTax", "Total", "CurrencyRate"):
+                assert dec(listed[key]) == dec(record[key]), key
+            # a bank transaction is never PAID: it stays AUTHORISED when the credit is used up
+            assert listed["Status"] == ("VOIDED" if record["Status"] == "VOIDED" else "AUTHORISED")
+            bank = accounts[listed["BankAccount"]["AccountID"]]
+            assert bank["Type"] == "BANK"
+            assert (listed["BankAccount"]["Code"], listed["BankAccount"]["Name"]) == (
+                bank["Code"],
+                bank["Name"],
+            )
+            assert isinstance(listed["IsReconciled"], bool)
+            assert not (listed["IsReconciled"] and listed["Status"] == "VOIDED")
+            # Reference is "only supported for SPEND and RECEIVE"; the credit is not shown
+            for key in ("Reference", "RemainingCredit", "Allocations", "UpdatedDateUTCString"):
+                assert key not in listed, key
+            assert ms(listed["Date"]) <= ms(listed["UpdatedDateUTC"])
+            assert ms(listed["UpdatedDateUTC"]) <= ms(record["UpdatedDateUTC"])
+            seen[(listed["Type"], listed["Status"])] += 1
+            if record["CurrencyCode"] != bank.get("CurrencyCode", organisation["BaseCurrency"]):
+                foreign += 1  # raised in another currency than its bank account's
+    assert {t for t, _ in seen} == set(CASH_TYPES)
+    assert {s for _, s in seen} == {"AUTHORISED", "VOIDED"}
+    assert foreign, "no advance in another currency than its bank account's"
+
+
+def test_advance_bank_transactions_conform_to_the_spec_strictly(
+    cash: dict[str, list[dict]], xero: XeroConnection
+) -> None:
+    if not spec_available(ACCOUNTING):
+        pytest.skip(skip_reason(ACCOUNTING))
+    for tenant, listed in cash.items():
+        assert_valid({"BankTransactions": listed}, "BankTransactions", strict=True)
+        one = listed[0]
+        single = xero.ok(f"BankTransactions/{one['BankTransactionID']}", tenant)
+        assert single["BankTransactions"] == [one]
+        for link in LINKS:  # the link is the spec's: read-only uuid fields of BankTransaction
+            declared = load_spec(ACCOUNTING)["components"]["schemas"]["BankTransaction"]
+            assert declared["properties"][link]["format"] == "uuid"
+
+
+def test_advance_bank_transactions_filter_by_type_like_the_others(
+    cash: dict[str, list[dict]], xero: XeroConnection
+) -> None:
+    tenant = xero.tenant_ids[0]
+    for kind in CASH_TYPES:
+        got = xero.all_records("BankTransactions", tenant, where=f'Type=="{kind}"')
+        expected = [b["BankTransactionID"] for b in cash[tenant] if b["Type"] == kind]
+        assert expected, kind
+        assert sorted(b["BankTransactionID"] for b in got) == sorted(expected)
+    spend = xero.all_records("BankTransactions", tenant, where='Type=="SPEND"')
+    assert spend and all(b["Type"] == "SPEND" for b in spend)
+
+
+def test_the_ledger_posts_an_advances_money_once_on_its_bank_account() -> None:
+    """The overpayment's or prepayment's own journal carries the money, on the account of its
+    bank transaction; the bank transaction posts nothing of its own (no CASHREC or CASHPAID, no
+    journal with its id), however many there are."""
+    data = generate(GeneratorConfig(seed=5, tenants=2, invoice_lines=1200, as_of=date(2026, 1, 31)))
+    checked = 0
+    for tenant in data.tenants.values():
+        ledger = journals(tenant)
+        bank_transactions = list(tenant.collections["BankTransactions"].values())
+        cash_of = {link_of(b): b for b in bank_transactions if b["Type"] in CASH_TYPES}
+        cash_ids = {b["BankTransactionID"] for b in cash_of.values()}
+        money = {b["BankTransactionID"] for b in bank_transactions if b["Type"] not in CASH_TYPES}
+        accounts = {a["AccountID"]: a for a in tenant.collections["Accounts"].values()}
+        banks = {a for a, account in accounts.items() if account["Type"] == "BANK"}
+        for journal in ledger:
+            assert journal.get("SourceID") not in cash_ids, journal
+            if journal.get("SourceType") in ("CASHREC", "CASHPAID"):
+                assert journal["SourceID"] in money, journal
+        for name in ADVANCES:
+            for record in tenant.collections[name].values():
+                bank = cash_of[record_id(record)]["BankAccount"]["AccountID"]
+                own = [j for j in ledger if j.get("SourceID") == record_id(record)]
+                # allocations never touch the bank: only the money does (and a void's reversal)
+                on_banks = [
+                    [line for line in journal["JournalLines"] if line["AccountID"] in banks]
+                    for journal in own
+                ]
+                posted = [lines for lines in on_banks if lines]
+                (line,) = posted[0]
+                assert line["AccountID"] == bank
+                sign = 1 if record["Type"].startswith("RECEIVE") else -1
+                amount = dec(line["NetAmount"])
+                if record["CurrencyRate"] == 1:
+                    assert amount == sign * dec(record["Total"])
+                else:  # each line converted, the rounding cents on the bank line
+                    exact = sign * dec(record["Total"]) / dec(record["CurrencyRate"])
+                    assert abs(amount - exact) <= Decimal("0.01") * len(record["LineItems"])
+                if record["Status"] == "VOIDED":  # posted, then reversed: nothing left
+                    (reversal,) = posted[1:]
+                    assert [(x["AccountID"], dec(x["NetAmount"])) for x in reversal] == [
+                        (bank, -amount)
+                    ]
+                else:
+                    assert len(posted) == 1
+                checked += 1
+    assert checked >= 40
+
+
+# --- created, voided and refused through the admin API -------------------------------------------
+
+
+class OwnSandbox:
+    """A sandbox of the test's own, connected with the journals scope too, and a webhook
+    subscriber."""
+
+    def __init__(self, running: RunningXeroSandbox, http: httpx.Client) -> None:
+        self.running, self.http = running, http
+        self.xero = connect_sandbox(http, running, scope=f"{READ_SCOPES} {JOURNALS_SCOPE}")
+        self.tenant = next(
+            tid
+            for tid in self.xero.tenant_ids
+            if self.xero.ok("Organisation", tid)["Organisations"][0]["BaseCurrency"] == "NZD"
+        )
+
+    def admin(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
+        url = f"{self.running.base_url}/sandbox/admin/tenants/{self.tenant}/{path}"
+        return self.http.request(method, url, json=body)
+
+    def write(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
+        response = self.admin(method, path, body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def refused(self, method: str, path: str, body: dict | None = None) -> str:
+        response = self.admin(method, path, body)
+        assert response.status_code == 400, response.text
+        return response.json()["error"]
+
+    def one(self, endpoint: str, record_id: str) -> dict[str, Any]:
+        (record,) = self.xero.ok(f"{endpoint}/{record_id}", self.tenant)[endpoint]
+        return record
+
+    def cash_of(self, record: dict) -> dict[str, Any]:
+        """The bank transaction an advance is listed as, found through the spec's link."""
+        link = "PrepaymentID" if "PrepaymentID" in record else "OverpaymentID"
+        where = f'{link}==GUID("{record[link]}")'
+        (listed,) = self.xero.all_records("BankTransactions", self.tenant, where=where)
+        return listed
+
+    def journals_of(self, source_id: str) -> list[dict]:
+        out, offset = [], 0
+        while batch := self.xero.ok("Journals", self.tenant, {"offset": offset})["Journals"]:
+            out += [j for j in batch if j.get("SourceID") == source_id]
+            offset = batch[-1]["JournalNumber"]
+        return out
+
+    def bank_lines(self, source_id: str) -> list[tuple[str, Decimal]]:
+        """(account code, NetAmount) of the journal lines of ``source_id`` on bank accounts."""
+        accounts = self.xero.ok("Accounts", self.tenant)["Accounts"]
+        banks = {a["AccountID"]: a["Code"] for a in accounts if a["Type"] == "BANK"}
+        return [
+            (banks[line["AccountID"]], dec(line["NetAmount"]))
+            for journal in self.journals_of(source_id)
+            for line in journal["JournalLines"]
+            if line["AccountID"] in banks
+        ]
+
+
+def test_admin_advances_come_with_their_bank_transaction_and_void_together(
+    make_sandbox: SandboxFactory, http: httpx.Client
+) -> None:
+    running = make_sandbox(XeroSandboxConfig(limits=GENEROUS_LIMITS, webhook_batch_seconds=0.2))
+    receiver = WebhookReceiver("advance-test-key")
+    try:
+        subscribed = http.post(
+            f"{running.base_url}/sandbox/admin/webhooks",
+            json={"url": receiver.url, "key": "advance-test-key"},
+        )
+        assert subscribed.status_code == 200, subscribed.text
+        _admin_advances(OwnSandbox(running, http), receiver)
+    finally:
+        receiver.close()
+
+
+def _admin_advances(env: OwnSandbox, receiver: WebhookReceiver) -> None:
+    invoice = next(
+        i
+        for i in env.xero.all_records("Invoices", env.tenant, where='Status=="AUTHORISED"')
+        if i["Type"] == "ACCREC" and i["CurrencyCode"] == "NZD" and i["AmountDue"] >= 10
+    )
+    contact = {"ContactID": invoice["Contact"]["ContactID"]}
+    # an overpayment received into the savings account (091), as the admin API makes it
+    over = env.write(
+        "POST",
+        "Overpayments",
+        {"Type": "RECEIVE-OVERPAYMENT", "Contact": contact, "Total": 25.0,
+         "BankAccount": {"Code": "091"}, "Date": invoice["DateString"][:10]},
+    )  # fmt: skip
+    assert "BankAccount" not in env.one("Overpayments", over["OverpaymentID"])
+    listed = env.cash_of(over)
+    assert (listed["Type"], listed["Status"], listed["BankAccount"]["Code"]) == (
+        "RECEIVE-OVERPAYMENT",
+        "AUTHORISED",
+        "091",
+    )
+    assert (dec(listed["Total"]), listed["LineItems"]) == (Decimal(25), over["LineItems"])
+    assert listed["Contact"] == over["Contact"] and listed["Date"] == over["Date"]
+    if spec_available(ACCOUNTING):
+        assert_valid({"BankTransactions": [listed]}, "BankTransactions", strict=True)
+    # posted once: the overpayment's journal, on 091; none for the bank transaction
+    assert env.bank_lines(over["OverpaymentID"]) == [("091", Decimal(25))]
+    assert env.journals_of(listed["BankTransactionID"]) == []
+    # allocating credit changes nothing the bank transaction shows
+    env.write(
+        "POST",
+        f"Overpayments/{over['OverpaymentID']}/allocations",
+        {"InvoiceID": invoice["InvoiceID"], "Amount": 10.0},
+    )
+    assert env.cash_of(over) == listed
+    # Xero refuses to update or delete it; voiding it is refused while the credit is allocated
+    path = f"BankTransactions/{listed['BankTransactionID']}"
+    assert env.refused("PATCH", path, {"Reference": "x"})
+    assert "void" in env.refused("POST", f"{path}/delete")
+    assert "allocated" in env.refused("POST", f"{path}/void")
+    assert env.one("Overpayments", over["OverpaymentID"])["Status"] == "AUTHORISED"
+    assert env.cash_of(over) == listed
+
+    # a prepayment made Xero's way, as a bank transaction: the answer is the bank transaction
+    made = env.write(
+        "POST",
+        "BankTransactions",
+        {"Type": "RECEIVE-PREPAYMENT", "Contact": contact, "BankAccount": {"Code": "090"},
+         "LineAmountTypes": "NoTax",
+         "LineItems": [{"Description": "Deposit", "Quantity": 1, "UnitAmount": 40.0,
+                        "AccountCode": "200"}]},
+    )  # fmt: skip
+    prepayment = env.one("Prepayments", made["PrepaymentID"])
+    assert env.cash_of(prepayment) == env.one("BankTransactions", made["BankTransactionID"])
+    assert (prepayment["Type"], dec(prepayment["Total"]), prepayment["Status"]) == (
+        "RECEIVE-PREPAYMENT",
+        Decimal(40),
+        "AUTHORISED",
+    )
+    assert prepayment["LineItems"] == made["LineItems"]
+    assert env.bank_lines(made["PrepaymentID"]) == [("090", Decimal(40))]
+    # voiding the bank transaction voids the prepayment, and the ledger reverses it once
+    env.write("POST", f"BankTransactions/{made['BankTransactionID']}/void")
+    voided = env.one("Prepayments", made["PrepaymentID"])
+    assert (voided["Status"], voided["RemainingCredit"]) == ("VOIDED", 0)
+    assert env.cash_of(voided)["Status"] == "VOIDED"
+    assert env.bank_lines(made["PrepaymentID"]) == [("090", Decimal(40)), ("090", Decimal(-40))]
+    assert env.journals_of(made["BankTransactionID"]) == []
+
+    # and voiding an overpayment voids its bank transaction (paid out: SPEND-, in USD)
+    spent = env.write(
+        "POST",
+        "Overpayments",
+        {"Type": "SPEND-OVERPAYMENT", "Contact": contact, "Total": 50.0,
+         "CurrencyCode": "USD", "CurrencyRate": 0.5},
+    )  # fmt: skip
+    before = env.cash_of(spent)
+    assert (before["BankAccount"]["Code"], before["CurrencyCode"], dec(before["Total"])) == (
+        "090",
+        "USD",
+        Decimal(50),
+    )
+    assert dec(before["CurrencyRate"]) == Decimal("0.5")
+    assert env.bank_lines(spent["OverpaymentID"]) == [("090", Decimal(-100))]
+    env.write("POST", f"Overpayments/{spent['OverpaymentID']}/void")
+    after = env.cash_of(spent)
+    assert (after["Status"], after["IsReconciled"]) == ("VOIDED", False)
+    assert ms(after["UpdatedDateUTC"]) > ms(before["UpdatedDateUTC"])
+    assert env.bank_lines(spent["OverpaymentID"]) == [("090", Decimal(-100)), ("090", Decimal(100))]
+
+    # no webhooks for either (Xero has none): only the allocated invoice's UPDATE
+    assert env.running.sandbox.webhooks.flush(10.0)
+    events = receiver.events()
+    assert {(e["eventCategory"], e["resourceId"]) for e in events} == {
+        ("INVOICE", invoice["InvoiceID"])
+    }
+    # a bank account that is not a bank account is refused
+    assert "BANK" in env.refused(
+        "POST",
+        "Overpayments",
+        {"Type": "RECEIVE-OVERPAYMENT", "Contact": contact, "Total": 1.0,
+         "BankAccount": {"Code": "200"}},
+    )  # fmt: skip
 
 
 # --- reading them like any other paged endpoint --------------------------------------------------
