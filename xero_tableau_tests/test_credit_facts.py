@@ -242,6 +242,54 @@ def _later_version(doc: dict[str, Any], invoice: dict[str, Any]) -> dict[str, An
     return edited
 
 
+def test_each_credit_row_has_its_cash_in_bank_transaction_lines_and_it_is_not_income(
+    synced: Synced,
+) -> None:
+    """Xero lists every overpayment's and prepayment's money in /BankTransactions: its lines in
+    fct_bank_transaction_lines carry the id of the credit row (the Cash of overpayments and
+    prepayments rule), add up to its gross amount, share its status, and a measure of income
+    and expense over bank transaction lines (Types RECEIVE and SPEND) leaves them out, so an
+    overpayment is never income and a prepayment is not counted again beside the invoice it
+    pays."""
+    linked = 0
+    for tenant_id in synced.tenants:
+        lines = synced.tables[tenant_id]["fct_bank_transaction_lines"].to_pylist()
+        for table, (_entity, _id_field, id_column, kind) in CREDIT.items():
+            other = "prepayment_id" if id_column == "overpayment_id" else "overpayment_id"
+            cash: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for line in lines:
+                is_cash = line["bank_transaction_type"] in (f"RECEIVE-{kind}", f"SPEND-{kind}")
+                assert (line[id_column] is not None) == is_cash, line
+                if is_cash:
+                    assert line[other] is None
+                    cash[line[id_column]].append(line)
+            rows = by_id(synced.tables[tenant_id][table], id_column)
+            assert set(cash) == set(rows), table
+            for credit_id, row in rows.items():
+                mine = cash[credit_id]
+                assert len({line["bank_transaction_id"] for line in mine}) == 1
+                assert (
+                    sum((line["gross_amount"] for line in mine), Decimal(0))
+                    == (row["gross_amount"])
+                )
+                assert {line["bank_transaction_type"] for line in mine} == {
+                    row[f"{kind.lower()}_type"]
+                }
+                assert {line["is_voided"] for line in mine} == {row["is_voided"]}
+                assert {line["contact_id"] for line in mine} == {row["contact_id"]}
+                linked += 1
+        income = [line for line in lines if line["bank_transaction_type"] in ("RECEIVE", "SPEND")]
+        assert income and all(
+            line["overpayment_id"] is None and line["prepayment_id"] is None for line in income
+        )
+        # an overpayment's line is on the control account, never an income or expense account
+        for line in lines:
+            if line["overpayment_id"] is not None:
+                receive = line["bank_transaction_type"].startswith("RECEIVE")
+                assert line["account_class"] == ("ASSET" if receive else "LIABILITY"), line
+    assert linked >= 20
+
+
 @pytest.mark.parametrize("table", list(CREDIT))
 def test_a_record_edited_later_appears_once_in_its_latest_version(
     synced: Synced, table: str, tmp_path: Path

@@ -296,8 +296,23 @@ def bank_side(tenant: TenantData) -> dict[tuple[str, date], list[Decimal]]:
         sign = 1 if doc["Type"].startswith("RECEIVE") else -1
         day = day_of(doc["Date"])
         assert day is not None
-        out[(doc["BankAccount"]["AccountID"], day)].append(sign * dec(doc["Total"]))
+        account = doc["BankAccount"]["AccountID"]
+        amount = in_account_currency(tenant, account, doc, dec(doc["Total"]))
+        out[(account, day)].append(sign * amount)
     return out
+
+
+def in_account_currency(tenant: TenantData, account: str, doc: dict, amount: Decimal) -> Decimal:
+    """``amount`` of a bank transaction in its bank account's currency: Xero lets an overpayment
+    (the cash side of one, in /BankTransactions) be raised in another currency than its bank
+    account's, with no BankAmount: the base-currency account then moves amount / CurrencyRate."""
+    base_currency = tenant.organisation["BaseCurrency"]
+    banks = {a["AccountID"]: a for a in records(tenant, "Accounts") if a["Type"] == "BANK"}
+    currency = banks[account].get("CurrencyCode", base_currency)
+    if doc.get("CurrencyCode", currency) == currency:
+        return amount
+    assert currency == base_currency, "the sandbox's bank accounts are in base currency"
+    return base(amount, doc["CurrencyRate"])
 
 
 def balances_by_account(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
@@ -328,6 +343,61 @@ def test_bank_movements_sum_to_the_documents_bank_side_amounts(synced: Synced) -
             net = sum((r["money_in"] - r["money_out"] for r in rows), Decimal(0))
             assert net == per_account[account] == rows[-1]["closing_balance"], account
         assert len(per_account) >= 2, "both sandbox bank accounts move money"
+
+
+ADVANCE_CASH = {
+    "RECEIVE-OVERPAYMENT": "OverpaymentID",
+    "SPEND-OVERPAYMENT": "OverpaymentID",
+    "RECEIVE-PREPAYMENT": "PrepaymentID",
+    "SPEND-PREPAYMENT": "PrepaymentID",
+}
+
+
+def test_bank_balances_count_overpayment_and_prepayment_cash_once(synced: Synced) -> None:
+    """Xero lists the cash side of every overpayment and prepayment in /BankTransactions: the
+    balances hold each live one's money exactly once (computed here from the /Overpayments and
+    /Prepayments documents, on the account their bank transaction names), beside payments and
+    spend and receive money; a voided one moves nothing."""
+    foreign = 0
+    for tenant_id, tenant in synced.tenants.items():
+        table = synced.tables[tenant_id]["fct_bank_balances"]
+        cash = {
+            doc[ADVANCE_CASH[doc["Type"]]]: doc
+            for doc in records(tenant, "BankTransactions")
+            if doc["Type"] in ADVANCE_CASH
+        }
+        per_account: dict[str, Decimal] = defaultdict(Decimal)
+        advances = 0
+        for entity, id_field in (
+            ("Overpayments", "OverpaymentID"),
+            ("Prepayments", "PrepaymentID"),
+        ):
+            for doc in records(tenant, entity):
+                account = cash[doc[id_field]]["BankAccount"]["AccountID"]
+                if doc["Status"] == "VOIDED":
+                    continue
+                sign = 1 if doc["Type"].startswith("RECEIVE") else -1
+                amount = in_account_currency(tenant, account, doc, dec(doc["Total"]))
+                foreign += amount != dec(doc["Total"])
+                per_account[account] += sign * amount
+                advances += 1
+        assert advances >= 10
+        banks = {a["AccountID"] for a in records(tenant, "Accounts") if a["Type"] == "BANK"}
+        for payment in records(tenant, "Payments"):
+            account = payment["Account"]["AccountID"]
+            if payment["Status"] == "AUTHORISED" and account in banks:
+                sign = 1 if payment["PaymentType"] in PAYMENTS_IN else -1
+                per_account[account] += sign * dec(payment["BankAmount"])
+        for doc in records(tenant, "BankTransactions"):
+            if doc["Status"] == "AUTHORISED" and doc["Type"] in ("RECEIVE", "SPEND"):
+                sign = 1 if doc["Type"] == "RECEIVE" else -1
+                per_account[doc["BankAccount"]["AccountID"]] += sign * dec(doc["Total"])
+        closing = {
+            account: rows[-1]["closing_balance"]
+            for account, rows in balances_by_account(table).items()
+        }
+        assert closing == dict(per_account)
+    assert foreign, "no advance in another currency than its bank account's"
 
 
 def test_balances_roll_forward_over_dense_days_to_the_sync_date(synced: Synced) -> None:
@@ -527,6 +597,40 @@ def test_every_kind_of_movement_in_account_currency_and_base() -> None:
     assert usd[-1]["closing_balance"] == Decimal("31.99")
     assert usd[-1]["closing_balance_base"] == Decimal("55.70")
     assert CLEARING not in {k[0] for k in rows}
+
+
+def test_an_overpayment_in_another_currency_moves_its_account_at_its_rate() -> None:
+    """Xero lets an overpayment be raised in another currency than its bank account's and
+    lists its cash side in /BankTransactions with that currency's Total and CurrencyRate (no
+    BankAmount): a USD 30.00 overpayment at 0.6 received into the NZD account moves NZD 50.00
+    (the balances added 30.00 to the NZD account); an EUR one paid from the USD account (no rate
+    between two foreign currencies) moves nothing rather than a wrong amount."""
+    over = bank_transaction(
+        "bt-over-usd", "RECEIVE-OVERPAYMENT", NZD_BANK, D3, "30.00",
+        CurrencyCode="USD", CurrencyRate=0.6,
+    )  # fmt: skip
+    euro = bank_transaction(
+        "bt-over-eur", "SPEND-OVERPAYMENT", USD_BANK, D3, "9.00",
+        CurrencyCode="EUR", CurrencyRate=0.5,
+    )  # fmt: skip
+    before = hand_written()["fct_bank_balances"].to_pylist()
+    after = hand_written([*TRANSACTIONS, over, euro])["fct_bank_balances"].to_pylist()
+    assert len(after) == len(before)
+    for old, new in zip(before, after, strict=True):
+        assert (old["bank_account_id"], old["balance_date"]) == (
+            new["bank_account_id"],
+            new["balance_date"],
+        )
+        moved = new["bank_account_id"] == NZD_BANK and new["balance_date"] >= D3
+        delta = Decimal("50.00") if moved else 0
+        for column in ("closing_balance", "closing_balance_base"):
+            assert new[column] - old[column] == delta, (column, new)
+        if new["bank_account_id"] == NZD_BANK and new["balance_date"] == D3:
+            assert new["money_in"] - old["money_in"] == Decimal("50.00")
+            assert new["money_in_base"] - old["money_in_base"] == Decimal("50.00")
+            assert new["movement_count"] == old["movement_count"] + 1
+        else:
+            assert new["movement_count"] == old["movement_count"]
 
 
 def test_a_movement_without_a_rate_leaves_the_base_balances_unknown_from_its_day() -> None:

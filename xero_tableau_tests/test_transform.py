@@ -319,8 +319,9 @@ def test_bank_transaction_signs_and_bank_account(synced: Synced) -> None:
         expected: dict[str, Decimal] = defaultdict(Decimal)
         for doc in records(tenant, "BankTransactions"):
             sign = 1 if doc["Type"].startswith("RECEIVE") else -1
+            rate = doc.get("CurrencyRate", 1)  # an overpayment's or prepayment's may be foreign
             for line in doc["LineItems"]:
-                expected[doc["Type"]] += sign * line_net(doc, line)
+                expected[doc["Type"]] += sign * base(line_net(doc, line), rate)
         got: dict[str, Decimal] = defaultdict(Decimal)
         for row in rows(tables["fct_bank_transaction_lines"]):
             got[row["bank_transaction_type"]] += row["signed_net_amount_base"]

@@ -147,6 +147,8 @@ NORMALIZE_COLUMNS: dict[str, tuple[list[str], list[str] | None]] = {
             "bank_account_id",
             "bank_account_code",
             "bank_account_name",
+            "overpayment_id",
+            "prepayment_id",
             *_PRICED,
             "total",
         ],
@@ -968,6 +970,8 @@ def _bank_transaction_lines(ctx: _Context, versioned: _Versioned) -> pa.Table:
             "bank_account_id": bank["account_id"],
             "bank_account_code": bank["account_code"],
             "bank_account_name": _coalesce(bank["account_name"], docs.column("bank_account_name")),
+            "overpayment_id": docs.column("overpayment_id"),
+            "prepayment_id": docs.column("prepayment_id"),
             **_contact_columns(ctx, docs.column("contact_id"), docs.column("contact_name")),
         }
 
@@ -1266,23 +1270,33 @@ def _payment_movements(ctx: _Context, versioned: _Versioned) -> pa.Table:
 
 
 def _bank_transaction_movements(ctx: _Context, versioned: _Versioned) -> pa.Table:
-    """Live bank transactions of every type: Xero Total, in the bank account's currency (the
-    transaction's own); base: converted at the transaction's rate."""
+    """Live bank transactions of every type: Xero Total, in the transaction's currency, which is
+    the bank account's except for an overpayment (Xero lets one be raised in another currency,
+    and gives no bank-side amount): then, into or out of a base-currency account, Total
+    converted at the transaction's rate (a foreign account and another foreign currency have no
+    rate between them: no movement). Base: Total converted at the transaction's rate."""
     docs = versioned.documents
     account = _account_columns(
         ctx, docs.column("bank_account_id"), docs.column("bank_account_code")
     )
-    rate = _unscaled(_rate(ctx, docs.column("currency_code"), docs.column("currency_rate")))
+    bank_currency = _bank_currency(ctx, account["account_id"])
+    currency = docs.column("currency_code")
+    rate = _unscaled(_rate(ctx, currency, docs.column("currency_rate")))
     total = _unscaled(docs.column("total"))
+    base = _to_base(total, rate)
+    # a transaction without a currency is in its account's
+    same = _bools(pc.fill_null(pc.equal(currency, bank_currency), True))
+    in_base = _bools(pc.equal(bank_currency, pa.scalar(ctx.base_currency, pa.string())))
+    bank = _Ints(np.where(same, total.values, base.values), None)
     sign = _direction(docs.column("type"), _RECEIVE, _SPEND)
     keep = (
         _bools(pc.equal(docs.column("status"), pa.scalar("AUTHORISED")))
         & _bools(pc.is_valid(account["account_id"]))
         & _bools(pc.is_valid(docs.column("date")))
         & (sign != 0)
-        & _valid(total)
+        & np.where(same, _valid(total), in_base & _valid(base))
     )
-    return _movement_table(docs, keep, account["account_id"], sign, total, _to_base(total, rate))
+    return _movement_table(docs, keep, account["account_id"], sign, bank, base)
 
 
 def _bank_currency(ctx: _Context, account_id: Any) -> Any:

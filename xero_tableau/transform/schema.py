@@ -481,6 +481,18 @@ _FCT_BANK_TRANSACTION_LINES = TableSpec(
         _c("bank_account_id", TEXT, "AccountID of the bank account."),
         _c("bank_account_code", TEXT, "Account code of the bank account."),
         _c("bank_account_name", TEXT, "Name of the bank account (dim_accounts, else as sent)."),
+        _c(
+            "overpayment_id",
+            TEXT,
+            "Xero OverpaymentID on a RECEIVE-/SPEND-OVERPAYMENT: the overpayment this is the cash "
+            "of (fct_overpayments; see the Cash of overpayments and prepayments rule).",
+        ),
+        _c(
+            "prepayment_id",
+            TEXT,
+            "Xero PrepaymentID on a RECEIVE-/SPEND-PREPAYMENT: the prepayment this is the cash "
+            "of (fct_prepayments).",
+        ),
         _c("line_amount_types", TEXT, "Exclusive, Inclusive or NoTax: how line_amount treats tax."),
         *_contact(),
         *_line_detail(),
@@ -1073,6 +1085,25 @@ RULES: list[tuple[str, str]] = [
         "credit went to is not published, only allocated_amount and allocation_count.",
     ),
     (
+        "Cash of overpayments and prepayments",
+        "Xero lists the money of every overpayment and prepayment in /BankTransactions, as a "
+        "bank transaction of Type RECEIVE-OVERPAYMENT, SPEND-OVERPAYMENT, RECEIVE-PREPAYMENT "
+        "or SPEND-PREPAYMENT on the bank account the money went through (the documents "
+        "themselves name none), linked to its document by overpayment_id or prepayment_id "
+        "(the row of fct_overpayments or fct_prepayments it is; voiding one voids the other). "
+        "Those rows of fct_bank_transaction_lines are cash, not income or expense: an "
+        "overpayment's single line is on the Accounts Receivable or Payable control account, "
+        "and a prepayment's lines are on the income or expense accounts of what it pays for, "
+        "which the invoice or bill it is allocated to counts again in fct_invoice_lines. So "
+        "income and expense from bank transactions are the lines with bank_transaction_type "
+        "RECEIVE or SPEND (transfers are neither), while cash is the lines of every type, as "
+        "fct_bank_balances counts it. The same money is the gross_amount of fct_overpayments "
+        "and fct_prepayments: never add those to cash taken from fct_bank_transaction_lines, "
+        "fct_payments or fct_bank_balances. (Xero's general ledger keeps an unallocated "
+        "prepayment on the accounts of its lines until it is allocated; a P&L that must match "
+        "Xero's to the cent comes from the general ledger, not from documents.)",
+    ),
+    (
         "Tracking slots",
         "A line has up to two tracking elements (category + option); Xero allows two active "
         "tracking categories. Each category of a tenant is given a slot once, the first time it "
@@ -1179,8 +1210,13 @@ RULES: list[tuple[str, str]] = [
         "APCREDITPAYMENT, APOVERPAYMENTPAYMENT and APPREPAYMENTPAYMENT (customers paying, "
         "suppliers refunding), out for ACCPAYPAYMENT, ARCREDITPAYMENT, AROVERPAYMENTPAYMENT and "
         "ARPREPAYMENTPAYMENT. Bank transactions (status AUTHORISED; Xero Total, in the "
-        "account's currency): in for RECEIVE, RECEIVE-OVERPAYMENT, RECEIVE-PREPAYMENT and "
-        "RECEIVE-TRANSFER, out for the SPEND types. Voided and deleted documents move nothing, "
+        "transaction's currency, which is the account's except for an overpayment Xero lets "
+        "be raised in another: then Total / currency_rate into or out of a base-currency "
+        "account, and no movement for a foreign-currency account, there being no rate between "
+        "two foreign currencies): in for RECEIVE, RECEIVE-OVERPAYMENT, RECEIVE-PREPAYMENT and "
+        "RECEIVE-TRANSFER, out for the SPEND types; so the cash of overpayments and "
+        "prepayments counts once, from their bank transactions (fct_overpayments and "
+        "fct_prepayments are not read). Voided and deleted documents move nothing, "
         "nor does a document without a date. A day is the document's date (Xero Date, the "
         "business date the organisation gave it in its own calendar; not when it was entered "
         "or synced), so a balance is the bank account's position by transaction date, as "
