@@ -482,7 +482,12 @@ def test_statuses_and_currencies_are_varied(tenants: list[TenantData]) -> None:
         credit_types = Counter((c["Type"], c["Status"]) for c in values(tenant, "CreditNotes"))
         assert {t for t, _ in credit_types} == {"ACCRECCREDIT", "ACCPAYCREDIT"}
         assert {s for _, s in credit_types} >= {"PAID", "AUTHORISED", "VOIDED"}
-        assert {t["Type"] for t in values(tenant, "BankTransactions")} == {"SPEND", "RECEIVE"}
+        # spend and receive money, and the cash side of every over- and prepayment (as Xero
+        # lists them); no transfers
+        assert {t["Type"] for t in values(tenant, "BankTransactions")} == {
+            "SPEND", "RECEIVE", "RECEIVE-OVERPAYMENT", "SPEND-OVERPAYMENT", "RECEIVE-PREPAYMENT",
+            "SPEND-PREPAYMENT",
+        }  # fmt: skip
         assert {j["Status"] for j in values(tenant, "ManualJournals")} >= {"POSTED"}
 
 
