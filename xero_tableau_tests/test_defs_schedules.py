@@ -158,7 +158,7 @@ def test_sweeps_of_one_period_read_every_day_since_the_organisation_was_created(
 
 def test_a_sweep_over_the_call_budget_is_stretched_and_says_so(tmp_path: Path) -> None:
     """A generated organisation in the lake, read two documents a page: its history does not
-    fit a quarter of a 200-call day in 7 nights."""
+    fit a quarter of a 300-call day in 7 nights."""
     dataset = generate(
         GeneratorConfig(tenants=1, invoice_lines=300, as_of=date(2026, 3, 9), history_days=200)
     )
@@ -169,11 +169,11 @@ def test_a_sweep_over_the_call_budget_is_stretched_and_says_so(tmp_path: Path) -
         write_entity(
             lake, tenant_id, entity.endpoint, list(tenant.collections[entity.endpoint].values())
         )
-    xero = _xero(tmp_path, page_size=2, daily_call_limit=200)
+    xero = _xero(tmp_path, page_size=2, daily_call_limit=300)
     requests, _ = _evaluate(xero_sweep, datetime(2026, 3, 10, 2, 30, tzinfo=UTC), [tenant_id], xero)
     assert [r.tags["xero/purpose"] for r in requests] == ["sweep-recent", "sweep-history"]
     for request in requests:
-        assert request.tags[SWEEP_BUDGET_TAG] == "50"
+        assert request.tags[SWEEP_BUDGET_TAG] == "75"
         assert int(request.tags[SWEEP_PERIOD_TAG]) > 7
         assert "stretched from 7" in request.tags[SWEEP_NOTE_TAG]
     assert sum(int(r.tags[SWEEP_CALLS_TAG]) for r in requests) <= 50
